@@ -1,0 +1,60 @@
+# Real-time Django dashboards kit. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.SHELLFLAGS := -eu -o pipefail -c
+
+VENV ?= .venv
+# The compose project: a second, isolated stack only needs another PROJECT, ENV_FILE and port.
+PROJECT ?= rtdash
+ENV_FILE ?= compose/.env
+PYTEST_ARGS ?=
+
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+# The env file is named explicitly: compose must never fall back to another stack's secrets.
+COMPOSE = docker compose -f compose/compose.yaml -p $(PROJECT) --env-file $(ENV_FILE)
+# Commands that only look at or remove containers work without the secrets file too.
+COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
+  docker compose -f compose/compose.yaml -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
+
+.PHONY: help venv prepare up down logs ps test lint
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements-dev.txt app/requirements.txt
+	@echo "==> Python: virtualenv $(VENV) with requirements-dev.txt"
+	@python3 -c 'import ensurepip, venv' 2>/dev/null || compose/prepare-host.sh --python-only
+	@[ -x $(VENV)/bin/pip ] || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## Create the Python virtualenv (tools, tests)
+
+prepare: ## Install and start what the stack needs: Docker engine, Compose, base image
+	@compose/prepare-host.sh
+
+up: prepare ## Build and start the stack, wait until it is healthy, print the URL
+	@compose/generate-secrets.sh $(ENV_FILE)
+	@echo "==> Stack: building images and starting services (project $(PROJECT))"
+	@$(COMPOSE) up --build --detach --wait --remove-orphans \
+	  || { echo "stack did not become healthy: see 'make ps' and 'make logs'" >&2; exit 1; }
+	@echo "==> Dashboard: http://$$($(COMPOSE) port nginx 8080)/"
+
+down: ## Stop and remove the stack's containers (data volume kept)
+	@$(COMPOSE_NOSECRETS) down --remove-orphans
+
+logs: ## Follow the stack's logs
+	@$(COMPOSE_NOSECRETS) logs --follow --tail=100
+
+ps: ## Show the stack's services and their health
+	@$(COMPOSE_NOSECRETS) ps --all
+
+test: venv ## Run every test (starts real stacks, hosts and a browser)
+	@compose/prepare-host.sh --with-browser
+	@$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff, yamllint
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/yamllint --strict .

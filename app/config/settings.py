@@ -1,0 +1,189 @@
+"""Settings, all from the environment (12-factor). The README's settings table lists them."""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip()
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = env_str(name)
+    if not value:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use 1/0, true/false)")
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_number(name: str, default, kind=float):
+    value = env_str(name)
+    try:
+        return kind(value) if value else default
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number") from None
+
+
+# Production unless told otherwise: a forgotten setting must fail closed, not open.
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+PUSHPIN_SIG_KEY = env_str("PUSHPIN_SIG_KEY")
+if not DEBUG:
+    if not SECRET_KEY:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. In production (DJANGO_DEBUG unset) every app replica "
+            "needs the same long random secret; `make up` generates one into compose/.env, "
+            "Ansible takes it from the vault, Kubernetes from the app-secrets Secret."
+        )
+    if len(SECRET_KEY) < 32:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is too short: use at least 32 random characters."
+        )
+    if not PUSHPIN_SIG_KEY or PUSHPIN_SIG_KEY == "changeme":
+        raise ImproperlyConfigured(
+            "PUSHPIN_SIG_KEY is not set (or is Pushpin's default 'changeme'). The app verifies "
+            "each Pushpin node's Grip-Sig with it; set the same generated secret on both."
+        )
+else:
+    SECRET_KEY = SECRET_KEY or "insecure-development-key-never-use-in-production"
+    PUSHPIN_SIG_KEY = PUSHPIN_SIG_KEY or "insecure-development-sig-key"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+# Only nginx (through Pushpin or directly) reaches the app, and it sets this header.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_eventstream",
+    "dashboards",
+    "realtime",
+    "demo",
+]
+
+MIDDLEWARE = [
+    "realtime.health.HealthCheckMiddleware",
+    "django_grip.GripMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: SQLite in DJANGO_DATA_DIR by default (one machine), PostgreSQL via DATABASE_URL.
+DATA_DIR = Path(env_str("DJANGO_DATA_DIR", str(BASE_DIR / "data")))
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
+        conn_max_age=60,
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (app workers, ticker) write events: WAL lets readers run alongside the
+    # writer, and IMMEDIATE transactions take the write lock up front instead of failing with
+    # "database is locked" when two publishers upgrade their read locks at once.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+}
+
+# --- Real-time delivery ----------------------------------------------------------------------
+# Every address each control URL's host resolves to is a Pushpin node that gets every publish.
+PUSHPIN_CONTROL_URLS = env_list("PUSHPIN_CONTROL_URLS", "http://pushpin:5561")
+PUSHPIN_PUBLISH_TIMEOUT = env_number("PUSHPIN_PUBLISH_TIMEOUT", 2.0)
+PUSHPIN_PUBLISH_QUEUE_SIZE = env_number("PUSHPIN_PUBLISH_QUEUE_SIZE", 10000, int)
+
+# django-grip verifies each proxied request's Grip-Sig with this key (issuer "pushpin"); a
+# request without a valid signature is not treated as proxied.
+GRIP_PROXIES = [
+    {"control_uri": url, "key": PUSHPIN_SIG_KEY, "verify_iss": "pushpin"}
+    for url in PUSHPIN_CONTROL_URLS
+]
+
+EVENTSTREAM_STORAGE_CLASS = "django_eventstream.storage.DjangoModelStorage"
+EVENTSTREAM_CHANNELMANAGER_CLASS = "realtime.channels.ChannelManager"
+# Declared channels (fnmatch patterns) and who may read them: public, authenticated or staff.
+REALTIME_CHANNELS = {
+    "dashboard": "public",
+    "private": "authenticated",
+    "ops": "staff",
+    # Synthetic probes (monitoring, end-to-end checks) publish and listen on their own channels.
+    "probe-*": "public",
+}
+REALTIME_MAX_EVENT_BYTES = env_number("REALTIME_MAX_EVENT_BYTES", 64 * 1024, int)
+
+TICKER_INTERVAL = env_number("TICKER_INTERVAL", 2.0)
+TICKER_HEARTBEAT_FILE = env_str("TICKER_HEARTBEAT_FILE")

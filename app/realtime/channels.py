@@ -1,0 +1,59 @@
+"""Which event channels exist and who may read them (``settings.REALTIME_CHANNELS``)."""
+
+import fnmatch
+import re
+
+from django.conf import settings
+from django_eventstream.channelmanager import DefaultChannelManager
+
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+AUDIENCES = ("public", "authenticated", "staff")
+
+
+class ChannelError(ValueError):
+    """A channel request that is malformed or names no declared channel (HTTP 400)."""
+
+
+def audience(channel: str) -> str | None:
+    """The audience of a declared channel (first matching pattern), or None if undeclared."""
+    for pattern, who in settings.REALTIME_CHANNELS.items():
+        if fnmatch.fnmatchcase(channel, pattern):
+            return who
+    return None
+
+
+def validate(channel: str) -> None:
+    if not CHANNEL_NAME.match(channel):
+        raise ChannelError(
+            f"malformed channel name {channel[:80]!r}: use 1-64 letters, digits, '_', '.' or '-'"
+        )
+    if audience(channel) is None:
+        raise ChannelError(f"unknown channel {channel!r}")
+
+
+def can_read(user, channel: str) -> bool:
+    who = audience(channel)
+    if who == "public":
+        return True
+    if user is None or not user.is_authenticated:
+        return False
+    if who == "authenticated":
+        return True
+    return who == "staff" and user.is_staff
+
+
+class ChannelManager(DefaultChannelManager):
+    """django-eventstream channel manager: declared channels only, read rights by audience."""
+
+    def get_channels_for_request(self, request, view_kwargs):
+        channels = super().get_channels_for_request(request, view_kwargs)
+        for channel in channels:
+            validate(channel)
+        return channels
+
+    def can_read_channel(self, user, channel):
+        return can_read(user, channel)
+
+    def is_channel_reliable(self, channel):
+        # Every declared channel is stored, so a reconnecting client gets what it missed.
+        return True

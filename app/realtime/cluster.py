@@ -1,0 +1,298 @@
+"""Publish every GRIP item to every Pushpin node.
+
+Pushpin nodes do not talk to each other, so each publish must reach all of them. The nodes are
+the addresses the configured control URLs resolve to *at publish time*: Compose's DNS returns
+every replica of a service, a Kubernetes headless Service every ready pod, and an Ansible
+inventory can list the hosts. Nodes added by scaling therefore need no app setting change.
+
+Each node has its own sender thread and bounded queue. A slow or dead node costs its own bounded
+timeout and a logged, counted failure; it never delays the other nodes nor stalls the publisher.
+Events are stored before they are published, so a client of a node that missed a publish gets
+the event on reconnect (Last-Event-ID), and Pushpin itself asks the app for what it missed when
+the next publish's prev-id does not match.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from concurrent.futures import Future, wait
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
+
+# Pushpin accepts many items per POST; batching keeps throughput high under bursts.
+MAX_BATCH = 100
+
+
+class PublishError(Exception):
+    """A publish that did not reach every Pushpin node (the event itself is already stored)."""
+
+    def __init__(self, message: str, results: list[NodeResult]):
+        super().__init__(message)
+        self.results = results
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node: str
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class NodeStats:
+    """Counters per node; exported as metrics and shown by the ops tools."""
+
+    published: int = 0  # items a node accepted
+    failed: int = 0  # items that did not reach it (logged when they happen)
+    requests: int = 0  # successful POSTs (an item batch each)
+    latency_sum_s: float = 0.0  # summed over those POSTs
+    last_error: str = ""
+
+
+class NodeSender:
+    """Sends queued items to one Pushpin node, in order, with a bounded timeout per request."""
+
+    def __init__(self, host: str, port: int, timeout: float, queue_size: int, stats: NodeStats):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        self.stats = stats
+        self.queue: queue.Queue[tuple[dict, Future]] = queue.Queue(maxsize=queue_size)
+        self.last_seen = time.monotonic()
+        self._conn: http.client.HTTPConnection | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"pushpin-{self.name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, item: dict) -> Future:
+        future: Future = Future()
+        try:
+            self.queue.put_nowait((item, future))
+        except queue.Full:
+            self._fail([future], f"send queue full ({self.queue.maxsize} items waiting)")
+        return future
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def idle(self) -> bool:
+        return self.queue.unfinished_tasks == 0
+
+    def _run(self) -> None:
+        while not (self._stop.is_set() and self.queue.empty()):
+            try:
+                batch = [self.queue.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._send([item for item, _ in batch], [f for _, f in batch])
+            finally:
+                for _ in batch:
+                    self.queue.task_done()
+        self._close()
+
+    def _send(self, items: list[dict], futures: list[Future]) -> None:
+        body = json.dumps({"items": items}).encode()
+        started = time.monotonic()
+        try:
+            status, text = self._post(body)
+        except (OSError, http.client.HTTPException) as exc:
+            self._close()
+            self._fail(futures, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+            return
+        if status != 200:
+            self._fail(futures, f"HTTP {status}: {text[:200]}")
+            return
+        latency = time.monotonic() - started
+        self.stats.published += len(items)
+        self.stats.requests += 1
+        self.stats.latency_sum_s += latency
+        for future in futures:
+            future.set_result(NodeResult(self.name, True))
+
+    def _post(self, body: bytes) -> tuple[int, str]:
+        # One retry on a fresh connection: a kept-alive connection may have been closed by the
+        # node (restart) since the last publish.
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self._conn.request(
+                    "POST", "/publish/", body=body, headers={"Content-Type": "application/json"}
+                )
+                response = self._conn.getresponse()
+                return response.status, response.read().decode(errors="replace")
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                self._close()
+                if not reused or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _fail(self, futures: list[Future], error: str) -> None:
+        self.stats.failed += len(futures)
+        self.stats.last_error = error
+        logger.warning(
+            "publish to Pushpin node %s failed for %d item(s): %s", self.name, len(futures), error
+        )
+        for future in futures:
+            future.set_result(NodeResult(self.name, False, error))
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class PushpinCluster:
+    """A pubcontrol-compatible publisher (``publish``/``finish``) that fans out to every node."""
+
+    def __init__(
+        self,
+        control_urls: list[str],
+        timeout: float = 2.0,
+        resolve_ttl: float = 1.0,
+        queue_size: int = 10000,
+    ):
+        if not control_urls:
+            raise ValueError("no Pushpin control URL configured (PUSHPIN_CONTROL_URLS)")
+        self.targets = [self._parse(url) for url in control_urls]
+        self.timeout = timeout
+        self.resolve_ttl = resolve_ttl
+        self.queue_size = queue_size
+        self.stats: dict[str, NodeStats] = {}
+        self.resolve_failures = 0
+        self._senders: dict[tuple[str, int], NodeSender] = {}
+        self._resolved: list[tuple[str, int]] = []
+        self._resolved_at = -1e9
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _parse(url: str) -> tuple[str, int]:
+        parts = urlsplit(url if "//" in url else f"http://{url}")
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"bad Pushpin control URL {url!r}: expected http://HOST:PORT")
+        return parts.hostname, parts.port or 5561
+
+    def nodes(self) -> list[str]:
+        """The node addresses a publish goes to right now."""
+        return [self._sender(addr).name for addr in self._resolve()]
+
+    def _resolve(self) -> list[tuple[str, int]]:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._resolved_at < self.resolve_ttl:
+                return self._resolved
+            found: list[tuple[str, int]] = []
+            for host, port in self.targets:
+                try:
+                    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                except socket.gaierror as exc:
+                    self.resolve_failures += 1
+                    logger.warning("Pushpin control host %s does not resolve: %s", host, exc)
+                    continue
+                for info in infos:
+                    addr = (info[4][0], port)
+                    if addr not in found:
+                        found.append(addr)
+            found.sort()  # DNS rotates its answers; the node set is what matters
+            if found != self._resolved:
+                logger.info("Pushpin nodes: %s", ", ".join(f"{h}:{p}" for h, p in found) or "none")
+            self._resolved, self._resolved_at = found, now
+            self._retire_senders(now)
+            return found
+
+    def _retire_senders(self, now: float) -> None:
+        # A node that left (scaled down, replaced) keeps its sender until its queue drains.
+        for addr in list(self._senders):
+            sender = self._senders[addr]
+            if addr in self._resolved:
+                sender.last_seen = now
+            elif now - sender.last_seen > 60 and sender.idle():
+                sender.stop()
+                del self._senders[addr]
+
+    def _sender(self, addr: tuple[str, int]) -> NodeSender:
+        with self._lock:
+            sender = self._senders.get(addr)
+            if sender is None:
+                host, port = addr
+                name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+                stats = self.stats.setdefault(name, NodeStats())
+                sender = NodeSender(host, port, self.timeout, self.queue_size, stats)
+                self._senders[addr] = sender
+            return sender
+
+    def publish_items(self, items: list[dict], blocking: bool = True) -> list[NodeResult]:
+        """Queue items for every node; with ``blocking``, wait for and check every node's answer."""
+        addrs = self._resolve()
+        if not addrs:
+            hosts = ", ".join(h for h, _ in self.targets)
+            error = f"cannot reach any Pushpin node: {hosts} resolved to no address"
+            logger.error(error)
+            if blocking:
+                raise PublishError(error, [])
+            return []
+        futures: list[Future] = []
+        for addr in addrs:
+            sender = self._sender(addr)
+            futures.extend(sender.submit(item) for item in items)
+        if not blocking:
+            return []
+        # Each node answers within its timeout (plus one retry); queued work ahead adds to it.
+        done, pending = wait(futures, timeout=self.timeout * 4 + 1)
+        results = [f.result() for f in done]
+        results += [NodeResult("?", False, "no answer in time") for _ in pending]
+        failed = [r for r in results if not r.ok]
+        if failed:
+            first_error = {}
+            for r in failed:
+                first_error.setdefault(r.node, r.error)
+            summary = "; ".join(f"{node}: {error}" for node, error in first_error.items())
+            reached = len(addrs) - len(first_error)
+            if reached <= 0:
+                message = f"cannot reach any Pushpin node ({len(addrs)} tried): {summary}"
+            else:
+                message = (
+                    f"publish reached {reached} of {len(addrs)} Pushpin nodes; failed: {summary}"
+                )
+            raise PublishError(message, results)
+        return results
+
+    # -- pubcontrol interface used by django_grip.publish() ----------------------------------
+
+    def publish(self, channel, item, blocking=False, callback=None):
+        exported = item.export()
+        exported["channel"] = channel
+        try:
+            self.publish_items([exported], blocking=blocking)
+        except PublishError as exc:
+            if callback is None:
+                raise
+            callback(False, str(exc))
+            return
+        if callback is not None:
+            callback(True, "")
+
+    def finish(self, timeout: float | None = None) -> bool:
+        """Wait until every queued item was sent or failed; call before a process exits."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout * 4 + 1)
+        while time.monotonic() < deadline:
+            with self._lock:
+                senders = list(self._senders.values())
+            if all(sender.idle() for sender in senders):
+                return True
+            time.sleep(0.01)
+        return False

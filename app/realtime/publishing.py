@@ -1,0 +1,49 @@
+"""The process-wide Pushpin cluster publisher, installed where django-grip looks for it.
+
+django-eventstream's ``send_event`` publishes through ``django_grip.publish``, which uses the
+module's PubControl. Installing the cluster there makes every ``send_event`` from any app code
+reach every Pushpin node, with no change to the calling code.
+"""
+
+import atexit
+import os
+import threading
+
+import django_grip
+from django.conf import settings
+
+from .cluster import PushpinCluster
+
+_cluster = None
+_cluster_pid = None
+_lock = threading.Lock()
+
+
+def get_cluster() -> PushpinCluster:
+    """The cluster publisher of this process (recreated after a fork: threads do not survive it)."""
+    global _cluster, _cluster_pid
+    with _lock:
+        if _cluster is None or _cluster_pid != os.getpid():
+            _cluster = PushpinCluster(
+                settings.PUSHPIN_CONTROL_URLS,
+                timeout=settings.PUSHPIN_PUBLISH_TIMEOUT,
+                queue_size=settings.PUSHPIN_PUBLISH_QUEUE_SIZE,
+            )
+            _cluster_pid = os.getpid()
+        return _cluster
+
+
+class _LazyCluster:
+    """Stands in for django_grip's PubControl; resolves the per-process cluster on each call."""
+
+    def publish(self, *args, **kwargs):
+        return get_cluster().publish(*args, **kwargs)
+
+    def finish(self):
+        return get_cluster().finish()
+
+
+def install() -> None:
+    django_grip._pubcontrol = _LazyCluster()
+    # Asynchronous publishes still queued at exit would be lost without this.
+    atexit.register(lambda: _cluster is not None and _cluster.finish())

@@ -1,0 +1,58 @@
+import re
+
+from django.http import HttpResponse
+from django.views.decorators.cache import never_cache
+from django_eventstream.views import events as eventstream_events
+
+from . import channels
+
+# A Last-Event-ID as django-eventstream writes it: "channel:id" pairs, comma-separated.
+LAST_EVENT_ID = re.compile(
+    r"^[A-Za-z0-9_.%-]{1,192}:\d{1,18}(,[A-Za-z0-9_.%-]{1,192}:\d{1,18}){0,9}$"
+)
+MAX_CHANNELS = 10
+
+
+def _bad_request(message: str) -> HttpResponse:
+    return HttpResponse(f"{message}\n", status=400, content_type="text/plain")
+
+
+@never_cache
+def events(request, **kwargs):
+    """django-eventstream's view, for requests that Pushpin signed, with input checked first.
+
+    Streams are held by Pushpin, never by the app: a request without a valid Grip-Sig would
+    otherwise tie up a worker for the life of the stream.
+    """
+    if not getattr(request, "grip", None) or not request.grip.proxied:
+        return HttpResponse(
+            "event streams are served through Pushpin: request not signed by a Pushpin node\n",
+            status=403,
+            content_type="text/plain",
+        )
+    is_link = "es-meta" in request.GET  # Pushpin following the next link it was given
+    if not is_link:
+        names = request.GET.getlist("channel")
+        if not names:
+            return _bad_request("no channel: add ?channel=NAME")
+        if len(names) > MAX_CHANNELS:
+            return _bad_request(f"too many channels: at most {MAX_CHANNELS} per stream")
+        for name in names:
+            try:
+                channels.validate(name)
+            except channels.ChannelError as exc:
+                return _bad_request(str(exc))
+        denied = [n for n in names if not channels.can_read(request.user, n)]
+        if denied:
+            return HttpResponse(
+                f"not allowed to read channel(s): {', '.join(denied)}\n",
+                status=403,
+                content_type="text/plain",
+            )
+        last_ids = [request.META.get("HTTP_LAST_EVENT_ID", ""), *request.GET.getlist("lastEventId")]
+        for last_id in filter(None, last_ids):
+            if last_id != "error" and not LAST_EVENT_ID.match(last_id):
+                return _bad_request(
+                    f"malformed Last-Event-ID {last_id[:80]!r}: expected CHANNEL:NUMBER[,...]"
+                )
+    return eventstream_events(request, **kwargs)

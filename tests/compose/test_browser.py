@@ -1,0 +1,106 @@
+"""Headless Chromium on the dashboard served by nginx: SSE components update the page live."""
+
+import shutil
+import tempfile
+import time
+import uuid
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+# Every text the live stat shows, recorded as it changes (updates can follow each other fast).
+RECORD_STAT_TEXTS = """
+const target = document.querySelector('[sse-swap$="componentload"]');
+window.__statTexts = [target.innerText];
+new MutationObserver(() => window.__statTexts.push(target.innerText))
+  .observe(target, {childList: true, subtree: true, characterData: true});
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not shutil.which(path):
+            pytest.fail(f"{path} missing: compose/prepare-host.sh --with-browser installs it")
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_dashboard(browser, stack):
+    browser.get(f"http://127.0.0.1:{stack.http_port}/")
+    stat = WebDriverWait(browser, 15).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, '[sse-swap$="componentload"] h2')
+    )
+    return stat
+
+
+def test_dashboard_shows_a_stat_served_through_nginx(browser, stack):
+    stat = open_dashboard(browser, stack)
+    assert stat.text.strip(), "the live stat shows no value"
+    sources = [
+        s.get_attribute("src") for s in browser.find_elements(By.CSS_SELECTOR, "script[src]")
+    ]
+    origin = f"http://127.0.0.1:{stack.http_port}/static/"
+    assert sources and all(src.startswith(origin) for src in sources), (
+        f"expected every script from the app's own static files ({origin}), got {sources}"
+    )
+    for element in browser.find_elements(By.CSS_SELECTOR, "[sse-connect]"):
+        assert element.get_attribute("sse-connect").startswith("/events/?channel="), (
+            "SSE components must connect to the same-origin /events/ path"
+        )
+
+
+def test_published_value_appears_without_a_reload(browser, stack):
+    open_dashboard(browser, stack)
+    browser.execute_script(RECORD_STAT_TEXTS)
+    # The stream is open once the ticker's next update has arrived on the page.
+    WebDriverWait(browser, 15).until(
+        lambda d: len(d.execute_script("return window.__statTexts")) > 1
+    )
+    event = browser.find_element(By.CSS_SELECTOR, "[sse-swap$='componentload']").get_attribute(
+        "sse-swap"
+    )
+    marker = f"published-{uuid.uuid4().hex[:8]}"
+    page_id = browser.execute_script("return window.performance.timeOrigin")
+    stack.publish(
+        "dashboard", event, f'<div class="stat"><h2>{marker}</h2><p>from the test</p></div>'
+    )
+    started = time.monotonic()
+    WebDriverWait(browser, 10).until(
+        lambda d: any(marker in text for text in d.execute_script("return window.__statTexts")),
+        message=f"the page never showed {marker} after the publish",
+    )
+    assert browser.execute_script("return window.performance.timeOrigin") == page_id, (
+        "page reloaded"
+    )
+    print(f"value on the page {time.monotonic() - started:.3f} s after the publish returned")

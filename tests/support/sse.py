@@ -1,0 +1,133 @@
+"""A small EventSource for tests and benchmarks: parses an SSE stream on a background thread,
+remembers the last event id, and can open the follow-up stream with Last-Event-ID the way a
+browser does after a disconnect."""
+
+from __future__ import annotations
+
+import http.client
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+# Events the server sends for its own bookkeeping, not application events.
+CONTROL_EVENTS = {"stream-open", "keep-alive"}
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    data: str
+    id: str | None
+    received_at: float
+
+
+class SSEStream:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        last_event_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ):
+        self.host, self.port, self.path = host, port, path
+        self.last_id = last_event_id
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        send = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **(headers or {})}
+        if last_event_id:
+            send["Last-Event-ID"] = last_event_id
+        self._conn.request("GET", path, headers=send)
+        self.response = self._conn.getresponse()
+        self.status = self.response.status
+        self.headers = dict(self.response.getheaders())
+        self.closed = threading.Event()
+        if self.status == 200:
+            # Streams are long-lived: reads block until the next event or keep-alive.
+            self._conn.sock.settimeout(None)
+            self._thread = threading.Thread(target=self._read, daemon=True)
+            self._thread.start()
+        else:
+            self.body = self.response.read().decode(errors="replace")
+            self._conn.close()
+            self.closed.set()
+
+    def _read(self) -> None:
+        etype, data, eid = "message", [], None
+        try:
+            for raw in iter(self.response.fp.readline, b""):
+                line = raw.decode().rstrip("\r\n")
+                if not line:
+                    if data or etype != "message":
+                        if eid is not None:
+                            self.last_id = eid
+                        self._queue.put(Event(etype, "\n".join(data), eid, time.monotonic()))
+                    etype, data, eid = "message", [], None
+                    continue
+                if line.startswith(":"):
+                    continue
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "event":
+                    etype = value
+                elif name == "data":
+                    data.append(value)
+                elif name == "id":
+                    eid = value
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
+        finally:
+            self.closed.set()
+            self._queue.put(None)
+
+    def next(self, timeout: float = 5.0, include_control: bool = False) -> Event | None:
+        """The next application event, or None when the stream ended or `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                event = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                return None
+            if event is None:
+                self._queue.put(None)  # stay ended for later callers
+                return None
+            if include_control or event.type not in CONTROL_EVENTS:
+                return event
+
+    def collect(
+        self, count: int, timeout: float = 10.0, event_type: str | None = None
+    ) -> list[Event]:
+        """Up to `count` application events (of `event_type`, if given) within `timeout`."""
+        found: list[Event] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count:
+            event = self.next(timeout=deadline - time.monotonic())
+            if event is None:
+                break
+            if event_type is None or event.type == event_type:
+                found.append(event)
+        return found
+
+    def wait_open(self, timeout: float = 10.0) -> None:
+        """Block until the server's stream-open arrives: the subscription is then in place."""
+        event = self.next(timeout=timeout, include_control=True)
+        if event is None or event.type != "stream-open":
+            raise AssertionError(
+                f"stream {self.path} on {self.host}:{self.port}: "
+                f"expected stream-open first, got {event}"
+            )
+
+    def close(self) -> None:
+        try:
+            if self._conn.sock is not None:
+                self._conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._conn.close()
+        self.closed.wait(5)
