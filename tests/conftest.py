@@ -2,6 +2,7 @@ import os
 
 import docker
 import pytest
+
 from support.stack import COMPOSE_FILE, new_stack, run
 
 

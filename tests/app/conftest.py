@@ -3,15 +3,22 @@
 import os
 import sys
 
+import django
 import pytest
+
 from support.app import APP, DEV_ENV
 
-os.environ.update(DEV_ENV)
 sys.path.insert(0, str(APP))
 
-import django
-
+# Settings read the environment once, at setup; other tests (stacks) must not inherit it.
+_saved = {name: os.environ.get(name) for name in DEV_ENV}
+os.environ.update(DEV_ENV)
 django.setup()
+for name, value in _saved.items():
+    if value is None:
+        os.environ.pop(name)
+    else:
+        os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

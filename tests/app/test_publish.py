@@ -7,6 +7,7 @@ import time
 import uuid
 
 import pytest
+
 from support.app import DEV_ENV, manage
 from support.pushpin import published_channels, pushpin_nodes, wait_answering
 

@@ -1,6 +1,7 @@
 """Production mode (DJANGO_DEBUG unset) refuses to start without its secrets, saying which."""
 
 import pytest
+
 from support.app import manage
 
 GOOD = {"DJANGO_SECRET_KEY": "x" * 50, "PUSHPIN_SIG_KEY": "y" * 32}

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import pytest
+
 from support.sse import SSEStream
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,7 @@
 """`make up` twice is harmless (nothing recreated, secrets kept); `make down` leaves nothing."""
 
 import pytest
+
 from support.stack import new_stack
 
 pytestmark = pytest.mark.slow

@@ -5,6 +5,7 @@ import socket
 
 import pytest
 import testinfra
+
 from support.stack import REPO
 
 pytestmark = pytest.mark.slow

@@ -45,8 +45,12 @@ class ComposeStack:
 
     @property
     def env(self) -> dict[str, str]:
+        # The stack's settings are its env file and extra_env, never this process's.
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PUSHPIN_", "KIT_"))
+        }
         return {
-            **os.environ,
+            **inherited,
             "KIT_HTTP_PORT": str(self.http_port),
             "KIT_CONTROL_SUBNET": self.control_subnet,
             **self.extra_env,
