@@ -3,6 +3,7 @@ Pushpin node follow it like browsers, through a Pushpin node killed and one hung
 the app and the ticker, and a reload and a restart of nginx. Every client must end with every
 event exactly once, in order."""
 
+import itertools
 import json
 import time
 import uuid
@@ -146,11 +147,12 @@ def test_no_event_lost_or_duplicated_through_faults(stack, capsys):
     expected = list(range(1, published + 1))
     for n, follower in enumerate(followers):
         seqs = follower.seqs()
+        disorder = next((i for i, (a, b) in enumerate(itertools.pairwise(seqs)) if b <= a), None)
         assert seqs == expected, (
             f"follower {n}: expected events 1..{published} exactly once in order; "
             f"missing {sorted(set(expected) - set(seqs))[:20]}, "
             f"duplicated {sorted({s for s in seqs if seqs.count(s) > 1})[:20]}, "
-            f"first out of order at {next((i for i, (a, b) in enumerate(zip(seqs, seqs[1:])) if b <= a), None)}"
+            f"first out of order at {disorder}"
         )
         assert not follower.resets, f"follower {n} got stream-reset: {follower.resets}"
     # The publisher kept its pace while a node was dead or hung (each node has its own queue and

@@ -3,6 +3,7 @@ the followers received, lost, got twice, and how long they waited."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ def phase_report(timeline: Timeline, followers: list[Follower], published: int) 
             inside = [t for t in times if phase.started <= t < phase.ended]
             edges = [phase.started, *inside, phase.ended]
             row["longest_gap_s"] = max(
-                row["longest_gap_s"], *(b - a for a, b in zip(edges, edges[1:]))
+                row["longest_gap_s"], *(b - a for a, b in itertools.pairwise(edges))
             )
             delays = [r.received_at - r.sent_at for r in mine]
             row["max_delay_s"] = max([row["max_delay_s"], *delays])
