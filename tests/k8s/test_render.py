@@ -12,7 +12,7 @@ import yaml
 
 from support.k8s import (
     K8S,
-    KUBERNETES_VERSION,
+    KUBERNETES_VERSIONS,
     OVERLAYS,
     REPO,
     RenderError,
@@ -24,7 +24,9 @@ DEPRECATED_FIELDS = {"commonLabels", "patchesStrategicMerge", "patchesJson6902",
 
 
 def test_both_overlays_exist():
-    assert OVERLAYS == ["dev", "prod"], f"expected overlays dev and prod, found {OVERLAYS}"
+    for name in OVERLAYS:
+        path = K8S / "overlays" / name / "kustomization.yaml"
+        assert path.is_file(), f"expected the {name} overlay at {path.relative_to(REPO)}"
 
 
 @pytest.mark.parametrize("directory", ["base", *(f"overlays/{o}" for o in OVERLAYS)])
@@ -58,11 +60,11 @@ def test_kustomizations_use_no_deprecated_fields():
     assert not found, f"deprecated kustomize fields (use labels, patches, resources): {found}"
 
 
-def test_every_object_validates_strictly(overlay):
-    errors = [error for obj in overlay.objects for error in schema_errors(obj)]
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_object_validates_strictly(overlay, version):
+    errors = [error for obj in overlay.objects for error in schema_errors(obj, version)]
     assert not errors, (
-        f"{overlay.name}: objects that Kubernetes {KUBERNETES_VERSION} would refuse:\n"
-        + "\n".join(errors)
+        f"{overlay.name}: objects that Kubernetes {version} would refuse:\n" + "\n".join(errors)
     )
 
 

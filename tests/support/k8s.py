@@ -21,9 +21,11 @@ from kubernetes_validate import utils as kubernetes_validate
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
-OVERLAYS = sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomization.yaml"))
-# The schemas the manifests must satisfy: the oldest Kubernetes the kit supports.
-KUBERNETES_VERSION = "1.32.0"
+OVERLAYS = ("dev", "prod")
+# The schemas the manifests must satisfy: the oldest Kubernetes the kit supports (the first with
+# PodDisruptionBudget's unhealthyPodEvictionPolicy on by default) and the one it is written for.
+KUBERNETES_VERSIONS = ("1.27.0", "1.32.0")
+KUBERNETES_VERSION = KUBERNETES_VERSIONS[-1]
 MIN_KUSTOMIZE = (5, 0)
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
@@ -157,8 +159,15 @@ class Render:
 
     def workloads_selected_by(self, selector: Mapping | None) -> list[str]:
         return [
-            w["metadata"]["name"] for w in self.workloads() if selector_matches(selector, pod_labels(w))
+            w["metadata"]["name"]
+            for w in self.workloads()
+            if selector_matches(selector, pod_labels(w))
         ]
+
+    def workloads_behind(self, service: dict) -> list[str]:
+        """The workloads whose pods a Service selects (its selector is a plain label map)."""
+        selector = service["spec"].get("selector")
+        return self.workloads_selected_by({"matchLabels": selector} if selector else None)
 
     def config_map_data(self, name: str) -> dict[str, str]:
         return self.get("ConfigMap", name).get("data", {})
@@ -311,7 +320,8 @@ class NetworkModel:
         selecting = [
             p
             for p in self.policies
-            if direction in _policy_types(p) and selector_matches(p["spec"]["podSelector"], subject.labels)
+            if direction in _policy_types(p)
+            and selector_matches(p["spec"]["podSelector"], subject.labels)
         ]
         if not selecting:
             return True  # a pod no policy isolates accepts everything
@@ -330,8 +340,8 @@ class NetworkModel:
         allowed = set()
         for src in endpoints:
             for dst in endpoints:
-                if src is dst:
-                    continue  # a pod always reaches itself
+                if src is dst or not (src.ours or dst.ours):
+                    continue  # a pod always reaches itself; outsiders' own traffic is not ours
                 for port, proto, name in dst.ports:
                     if src.ours and not self._allows("Egress", src, dst, port, proto, name):
                         continue
@@ -339,3 +349,57 @@ class NetworkModel:
                         continue
                     allowed.add((src.name, dst.name, f"{port}/{proto}"))
         return allowed
+
+
+# -- what the repository builds ----------------------------------------------------------------
+
+IMAGE_REF = re.compile(r"(?:^|/)rtdash/(?P<name>app|pushpin|nginx)(?P<ref>[:@].*)?$")
+
+
+def image_of(container: dict) -> str | None:
+    """Which of the repository's images (app, pushpin, nginx) a container runs, if any."""
+    match = IMAGE_REF.search(container["image"])
+    return match.group("name") if match else None
+
+
+def dockerfile(image: str) -> str:
+    return (REPO / image / "Dockerfile").read_text()
+
+
+def image_user(image: str) -> int:
+    """The numeric user the image runs as (its last USER instruction)."""
+    users = re.findall(r"^USER\s+(\d+)\s*$", dockerfile(image), re.MULTILINE)
+    assert users, f"{image}/Dockerfile: expected a numeric USER instruction"
+    return int(users[-1])
+
+
+def image_env(image: str, name: str) -> str:
+    match = re.search(rf"^ENV\s+{name}=(\S+)", dockerfile(image), re.MULTILINE)
+    assert match, f"{image}/Dockerfile: expected ENV {name}=..."
+    return match.group(1)
+
+
+def image_config_files(image: str) -> dict[str, Path]:
+    """{path in the image: repository file} for the config the Dockerfile copies under /etc."""
+    files = {}
+    for line in re.findall(r"^COPY\s+(.+)$", dockerfile(image), re.MULTILINE):
+        *sources, dest = [w for w in line.split() if not w.startswith("--")]
+        if not dest.startswith("/etc/"):
+            continue
+        for source in sources:
+            target = f"{dest}{Path(source).name}" if dest.endswith("/") else dest
+            files[target] = REPO / image / source
+    return files
+
+
+def compose_images() -> dict[str, tuple[str, str]]:
+    """{service: (image name, default tag)} for the services compose builds."""
+    compose = yaml.safe_load((REPO / "compose/compose.yaml").read_text())
+    images = {}
+    for name, service in compose["services"].items():
+        if "build" not in service or name not in ("app", "pushpin", "nginx"):
+            continue
+        match = re.fullmatch(r"([^:]+):\$\{\w+:-([^}]+)\}", service["image"])
+        assert match, f"compose service {name}: unexpected image {service['image']!r}"
+        images[name] = (match.group(1), match.group(2))
+    return images
