@@ -59,9 +59,11 @@ def test_jobs_are_bounded(overlay):
 
 
 def _probe(overlay, workload, container, probe):
-    return next(
-        c for c in containers(overlay.workload(workload), init=False) if c["name"] == container
-    )[probe]
+    pod = containers(overlay.workload(workload), init=False)
+    found = [c for c in pod if c["name"] == container]
+    assert found, f"{overlay.name}: {workload} has no container {container!r}"
+    assert probe in found[0], f"{overlay.name}: {workload}/{container} has no {probe}"
+    return found[0][probe]
 
 
 def test_app_probes_test_the_database_and_a_worker(overlay):
