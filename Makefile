@@ -20,7 +20,7 @@ COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
 .PHONY: help venv prepare up down logs ps test lint
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements-dev.txt app/requirements.txt
 	@echo "==> Python: virtualenv $(VENV) with requirements-dev.txt"
@@ -58,3 +58,23 @@ lint: venv ## ruff, yamllint
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/yamllint --strict .
+
+# Kubernetes (kustomize overlays in k8s/overlays; the README's "Deploying to Kubernetes").
+KUBECTL ?= kubectl
+OVERLAY ?= dev
+OVERLAYS ?= $(notdir $(patsubst %/kustomization.yaml,%,$(wildcard k8s/overlays/*/kustomization.yaml)))
+.PHONY: render deploy-k8s
+
+render: ## Print every Kubernetes overlay as kustomize renders it (OVERLAYS=prod: one)
+	@for overlay in $(OVERLAYS); do \
+	  printf -- '---\n# k8s/overlays/%s\n' "$$overlay"; \
+	  $(KUBECTL) kustomize "k8s/overlays/$$overlay"; \
+	done
+
+# A Job cannot be changed once created: the last migrate run is removed first, so that this
+# apply starts one with the new image (the app and the ticker wait for it).
+deploy-k8s: ## Apply a Kubernetes overlay to kubectl's current context (OVERLAY=dev|prod)
+	@[ -f k8s/overlays/$(OVERLAY)/kustomization.yaml ] \
+	  || { echo "no overlay k8s/overlays/$(OVERLAY): use one of $(OVERLAYS)" >&2; exit 1; }
+	@$(KUBECTL) delete -k k8s/overlays/$(OVERLAY) -l app.kubernetes.io/name=migrate --ignore-not-found
+	@$(KUBECTL) apply -k k8s/overlays/$(OVERLAY)
