@@ -174,7 +174,7 @@ def test_prod_event_stream_keeps_streaming_settings(prod):
     assert annotations.get(f"{prefix}proxy-buffering") == "off", (
         f"prod: /events/ must not be buffered by the ingress controller: {annotations}"
     )
-    site = (REPO / "nginx/site.conf").read_text()
+    site = (REPO / "nginx/origin.conf").read_text()
     events_block = site[site.index("location /events/") :]
     kit_timeout = int(re.search(r"proxy_read_timeout (\d+)s;", events_block).group(1))
     for key in ("proxy-read-timeout", "proxy-send-timeout"):

@@ -83,7 +83,7 @@ def test_app_probes_test_the_database_and_a_worker(overlay):
 
 
 def test_nginx_probes_go_through_nginx(overlay):
-    site = (REPO / "nginx/site.conf").read_text()
+    site = (REPO / "nginx/origin.conf").read_text()
     readiness = _probe(overlay, "nginx", "nginx", "readinessProbe")["httpGet"]
     # /healthz is not one of nginx's own locations: nginx proxies it to the app.
     assert readiness["path"] == "/healthz" and "location = /healthz" not in site, (
@@ -91,7 +91,7 @@ def test_nginx_probes_go_through_nginx(overlay):
     )
     liveness = _probe(overlay, "nginx", "nginx", "livenessProbe")["httpGet"]["path"]
     assert f"location = {liveness}" in site, (
-        f"nginx liveness probes {liveness}, which nginx/site.conf does not answer itself"
+        f"nginx liveness probes {liveness}, which nginx/origin.conf does not answer itself"
     )
 
 
