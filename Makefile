@@ -11,11 +11,15 @@ PYTEST_ARGS ?=
 
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
+# TLS on the public origin when KIT_TLS_DIR names a directory with tls.crt and tls.key.
+KIT_TLS_DIR ?=
+export KIT_TLS_DIR
+COMPOSE_FILES = -f compose/compose.yaml $(if $(KIT_TLS_DIR),-f compose/tls.yaml)
 # The env file is named explicitly: compose must never fall back to another stack's secrets.
-COMPOSE = docker compose -f compose/compose.yaml -p $(PROJECT) --env-file $(ENV_FILE)
+COMPOSE = docker compose $(COMPOSE_FILES) -p $(PROJECT) --env-file $(ENV_FILE)
 # Commands that only look at or remove containers work without the secrets file too.
 COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
-  docker compose -f compose/compose.yaml -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
+  docker compose $(COMPOSE_FILES) -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
 
 .PHONY: help venv prepare up down logs ps test lint
 
@@ -39,7 +43,7 @@ up: prepare ## Build and start the stack, wait until it is healthy, print the UR
 	@echo "==> Stack: building images and starting services (project $(PROJECT))"
 	@$(COMPOSE) up --build --detach --wait --remove-orphans \
 	  || { echo "stack did not become healthy: see 'make ps' and 'make logs'" >&2; exit 1; }
-	@echo "==> Dashboard: http://$$($(COMPOSE) port nginx 8080)/"
+	@echo "==> Dashboard: $(if $(KIT_TLS_DIR),https://$$($(COMPOSE) port nginx 8443),http://$$($(COMPOSE) port nginx 8080))/"
 
 down: ## Stop and remove the stack's containers (data volume kept)
 	@$(COMPOSE_NOSECRETS) down --remove-orphans
