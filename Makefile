@@ -15,13 +15,18 @@ export PATH := $(BIN):$(PATH)
 KIT_TLS_DIR ?=
 export KIT_TLS_DIR
 COMPOSE_FILES = -f compose/compose.yaml $(if $(KIT_TLS_DIR),-f compose/tls.yaml)
+# MONITORING=1 adds the `monitoring` profile (Prometheus, nginx's exporter) to `make up`; so
+# does COMPOSE_PROFILES=monitoring in the environment.
+MONITORING ?=
+COMPOSE_PROFILE = $(if $(MONITORING),--profile monitoring)
 # The env file is named explicitly: compose must never fall back to another stack's secrets.
-COMPOSE = docker compose $(COMPOSE_FILES) -p $(PROJECT) --env-file $(ENV_FILE)
-# Commands that only look at or remove containers work without the secrets file too.
+COMPOSE = docker compose $(COMPOSE_FILES) $(COMPOSE_PROFILE) -p $(PROJECT) --env-file $(ENV_FILE)
+# Commands that only look at or remove containers work without the secrets file too, and see
+# every profile's containers.
 COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
-  docker compose $(COMPOSE_FILES) -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
+  docker compose $(COMPOSE_FILES) --profile '*' -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
 
-.PHONY: help venv prepare up down logs ps test lint
+.PHONY: help venv prepare up down logs ps status test lint
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +49,8 @@ up: prepare ## Build and start the stack, wait until it is healthy, print the UR
 	@$(COMPOSE) up --build --detach --wait --remove-orphans \
 	  || { echo "stack did not become healthy: see 'make ps' and 'make logs'" >&2; exit 1; }
 	@echo "==> Dashboard: $(if $(KIT_TLS_DIR),https://$$($(COMPOSE) port nginx 8443),http://$$($(COMPOSE) port nginx 8080))/"
+	@if [ -n "$$($(COMPOSE) ps -q prometheus 2>/dev/null)" ]; then \
+	  echo "==> Prometheus: http://$$($(COMPOSE) port prometheus 9090)/ (alerts: /alerts)"; fi
 
 down: ## Stop and remove the stack's containers (data volume kept)
 	@$(COMPOSE_NOSECRETS) down --remove-orphans
@@ -53,6 +60,10 @@ logs: ## Follow the stack's logs
 
 ps: ## Show the stack's services and their health
 	@$(COMPOSE_NOSECRETS) ps --all
+
+status: ## Print streams per Pushpin node, publish rate and failures (the ops dashboard's figures)
+	@$(COMPOSE_NOSECRETS) exec -T ticker python manage.py opsstatus \
+	  || { echo "no running ticker in project $(PROJECT): make up first" >&2; exit 1; }
 
 test: venv ## Run every test (starts real stacks, hosts and a browser)
 	@compose/prepare-host.sh --with-browser

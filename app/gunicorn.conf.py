@@ -20,3 +20,29 @@ errorlog = "-"
 control_socket_disable = True
 # Pushpin and nginx are the only clients and set X-Forwarded-*; trust them.
 forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "*")
+
+# Prometheus metrics of every worker, added up (prometheus_client's multiprocess mode: each
+# worker writes its values under PROMETHEUS_MULTIPROC_DIR) and served by this master process on
+# METRICS_ADDR:METRICS_PORT, an internal address that nginx never proxies.
+metrics_addr = os.environ.get("METRICS_ADDR", "")
+metrics_port = int(os.environ.get("METRICS_PORT", 9808))
+
+
+def on_starting(server):
+    # Before any worker writes: values of a previous run must not be added in.
+    from realtime import metrics
+
+    metrics.clear_multiproc_dir()
+
+
+def when_ready(server):
+    from realtime import metrics
+
+    where = metrics.serve(metrics_addr, metrics_port)
+    server.log.info("metrics: %s", f"http://{where}/metrics" if where else "off (METRICS_ADDR)")
+
+
+def child_exit(server, worker):
+    from realtime import metrics
+
+    metrics.mark_process_dead(worker.pid)

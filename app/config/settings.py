@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "dashboards",
     "realtime",
     "demo",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -187,3 +188,16 @@ REALTIME_MAX_EVENT_BYTES = env_number("REALTIME_MAX_EVENT_BYTES", 64 * 1024, int
 
 TICKER_INTERVAL = env_number("TICKER_INTERVAL", 2.0)
 TICKER_HEARTBEAT_FILE = env_str("TICKER_HEARTBEAT_FILE")
+
+# --- Metrics and the ops dashboard -----------------------------------------------------------
+# The metrics listeners bind an internal address only: an IP, or the CIDR of the internal
+# network to listen on (compose's control network). Unset: no listener. gunicorn's own
+# (METRICS_PORT, default 9808) is read by gunicorn.conf.py; the ticker's port is below.
+METRICS_ADDR = env_str("METRICS_ADDR")
+TICKER_METRICS_PORT = env_number("TICKER_METRICS_PORT", 9809, int)
+# Where each Pushpin node serves its metrics (pushpin.conf's prometheus_port), on the address
+# it takes publishes on.
+PUSHPIN_METRICS_PORT = env_number("PUSHPIN_METRICS_PORT", 9810, int)
+# Other publishers' metrics endpoints the ops figures add up (the ticker's own are read
+# in-process); every address each host name resolves to is read.
+OPS_METRICS_URLS = env_list("OPS_METRICS_URLS")

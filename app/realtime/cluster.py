@@ -25,6 +25,8 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 # Pushpin accepts many items per POST; batching keeps throughput high under bursts.
@@ -64,6 +66,9 @@ class NodeSender:
         self.host, self.port, self.timeout = host, port, timeout
         self.name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
         self.stats = stats
+        # Series at 0 from the node's first appearance, so that rate() sees its first items.
+        metrics.PUBLISHED.labels(self.name)
+        metrics.PUBLISH_FAILURES.labels(self.name)
         self.queue: queue.Queue[tuple[dict, Future]] = queue.Queue(maxsize=queue_size)
         self.last_seen = time.monotonic()
         self._conn: http.client.HTTPConnection | None = None
@@ -119,6 +124,8 @@ class NodeSender:
         self.stats.published += len(items)
         self.stats.requests += 1
         self.stats.latency_sum_s += latency
+        metrics.PUBLISHED.labels(self.name).inc(len(items))
+        metrics.PUBLISH_SECONDS.labels(self.name).observe(latency)
         for future in futures:
             future.set_result(NodeResult(self.name, True))
 
@@ -144,6 +151,7 @@ class NodeSender:
     def _fail(self, futures: list[Future], error: str) -> None:
         self.stats.failed += len(futures)
         self.stats.last_error = error
+        metrics.PUBLISH_FAILURES.labels(self.name).inc(len(futures))
         logger.warning(
             "publish to Pushpin node %s failed for %d item(s): %s", self.name, len(futures), error
         )
@@ -202,6 +210,7 @@ class PushpinCluster:
                     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
                 except socket.gaierror as exc:
                     self.resolve_failures += 1
+                    metrics.RESOLVE_FAILURES.inc()
                     logger.warning("Pushpin control host %s does not resolve: %s", host, exc)
                     continue
                 for info in infos:
@@ -221,6 +230,7 @@ class PushpinCluster:
             # A node that stops resolving was stopped or removed: its clients reconnect to the
             # others and replay what they missed. Said loudly, never dropped silently.
             self.node_departures += len(gone)
+            metrics.NODE_DEPARTURES.inc(len(gone))
             logger.warning("Pushpin node(s) %s no longer resolve", ", ".join(gone))
         logger.info("Pushpin nodes: %s", ", ".join(f"{h}:{p}" for h, p in after) or "none")
 

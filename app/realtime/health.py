@@ -3,6 +3,8 @@ import logging
 from django.db import connection
 from django.http import JsonResponse
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,9 +24,11 @@ class HealthCheckMiddleware:
                 cursor.execute("SELECT 1")
                 cursor.fetchone()
             response = JsonResponse({"status": "ok"})
+            metrics.HEALTH_CHECKS.labels("ok").inc()
         except Exception:  # any database failure means "not healthy"
             # The reason goes to the log, not to whoever asked (the endpoint is public).
             logger.exception("healthz: the database does not answer")
             response = JsonResponse({"status": "unhealthy"}, status=503)
+            metrics.HEALTH_CHECKS.labels("unhealthy").inc()
         response["Cache-Control"] = "no-store"
         return response

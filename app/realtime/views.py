@@ -4,7 +4,7 @@ from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 from django_eventstream.views import events as eventstream_events
 
-from . import channels
+from . import channels, metrics
 
 # A Last-Event-ID as django-eventstream writes it: "channel:id" pairs, comma-separated.
 LAST_EVENT_ID = re.compile(
@@ -17,8 +17,28 @@ def _bad_request(message: str) -> HttpResponse:
     return HttpResponse(f"{message}\n", status=400, content_type="text/plain")
 
 
+def _count(response, is_link: bool, resumed: bool):
+    """Count what happened to a stream request (the ops dashboard and the alerts use these)."""
+    if response.status_code in (400, 403):
+        metrics.STREAMS_REFUSED.labels(str(response.status_code)).inc()
+    elif response.status_code == 200 and response.get("Grip-Hold") == "stream":
+        if not is_link:
+            metrics.STREAMS_OPENED.inc()
+            if resumed:
+                metrics.STREAM_REPLAYS.inc()
+        if not response.streaming and b"event: stream-reset\n" in response.content:
+            metrics.STREAM_RESETS.inc()
+    return response
+
+
 @never_cache
 def events(request, **kwargs):
+    is_link = "es-meta" in request.GET  # Pushpin following the next link it was given
+    resumed = bool(request.META.get("HTTP_LAST_EVENT_ID") or request.GET.get("lastEventId"))
+    return _count(_events(request, is_link, **kwargs), is_link, resumed)
+
+
+def _events(request, is_link, **kwargs):
     """django-eventstream's view, for requests that Pushpin signed, with input checked first.
 
     Streams are held by Pushpin, never by the app: a request without a valid Grip-Sig would
@@ -30,7 +50,6 @@ def events(request, **kwargs):
             status=403,
             content_type="text/plain",
         )
-    is_link = "es-meta" in request.GET  # Pushpin following the next link it was given
     if not is_link:
         names = request.GET.getlist("channel")
         if not names:

@@ -10,13 +10,18 @@ from django.core.management.base import BaseCommand
 
 from demo import metrics
 from demo.dashboards import LiveDashboard
+from ops.publisher import OpsPublisher
+from realtime import metrics as app_metrics
 from realtime.publishing import get_cluster
 
 logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
-    help = "Publish the live dashboard components' new values every TICKER_INTERVAL seconds."
+    help = (
+        "Publish the live dashboard components' new values, and the ops dashboard's figures, "
+        "every TICKER_INTERVAL seconds."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--interval", type=float, default=settings.TICKER_INTERVAL)
@@ -39,6 +44,9 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        # This process's publish counters, for Prometheus (internal address only).
+        app_metrics.serve(settings.METRICS_ADDR, settings.TICKER_METRICS_PORT)
+        ops = OpsPublisher()
         logger.info("ticker: publishing every %.1f s to channel %r", interval, stat.channel)
         ticks = 0
         while not stopping and (count == 0 or ticks < count):
@@ -51,6 +59,10 @@ class Command(BaseCommand):
                 chart.publish(metrics.load_chart(list(history)))
             except Exception:
                 logger.exception("ticker: tick failed; retrying next interval")
+            try:
+                ops.tick()
+            except Exception:
+                logger.exception("ticker: ops figures failed; retrying next interval")
             ticks += 1
             if heartbeat_file:
                 Path(heartbeat_file).touch()
