@@ -14,8 +14,9 @@ WAITING = StatData(text="…", sub_text="waiting for the first update")
 
 
 class OpsDashboard(Dashboard):
+    # Four components, four event streams: a browser opens at most six HTTP/1.1 connections
+    # per origin (TLS with HTTP/2 lifts that), and the page needs some for itself.
     streams = SSEStat(channel="ops", value=lambda **_: WAITING, verbose_name="Open streams")
-    nodes = SSEStat(channel="ops", value=lambda **_: WAITING, verbose_name="Pushpin nodes")
     publish_rate = SSEStat(
         channel="ops", value=lambda **_: WAITING, verbose_name="Publishes per second"
     )
@@ -26,11 +27,6 @@ class OpsDashboard(Dashboard):
         channel="ops",
         value=lambda **_: render.per_node_chart("Open streams per Pushpin node", {}),
         verbose_name="Streams per node",
-    )
-    rate_per_node = SSEChart(
-        channel="ops",
-        value=lambda **_: render.per_node_chart("Publishes per second per node", {}),
-        verbose_name="Publish rate per node",
     )
 
     class Meta:

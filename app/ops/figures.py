@@ -167,6 +167,4 @@ def collect_for_this_app() -> Figures:
 
     from realtime.publishing import get_cluster
 
-    return collect(
-        get_cluster().nodes(), settings.PUSHPIN_METRICS_PORT, settings.OPS_METRICS_URLS
-    )
+    return collect(get_cluster().nodes(), settings.PUSHPIN_METRICS_PORT, settings.OPS_METRICS_URLS)

@@ -22,7 +22,7 @@ class OpsPublisher:
         figures = collect_for_this_app()
         rates = figures.rates(self.previous)
         self.previous = figures
-        values = {**render.stats(figures, rates), **render.charts(figures, rates)}
+        values = {**render.stats(figures, rates), **render.charts(figures)}
         for key, value in values.items():
             self.components[key].publish(value)
         for error in figures.source_errors:

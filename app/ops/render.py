@@ -21,16 +21,15 @@ def stats(figures: Figures, rates: dict[str, float]) -> dict[str, StatData]:
     return {
         "streams": StatData(
             text=_n(figures.streams),
-            sub_text=f"on {figures.nodes_up} node(s), {_n(figures.streams_opened)} opened, "
-            f"{_n(figures.replays)} resumed, {_n(figures.resets)} reset; {now}",
-        ),
-        "nodes": StatData(
-            text=f"{figures.nodes_up} / {len(figures.nodes)} up",
-            sub_text=("down: " + ", ".join(down)) if down else "every node answers",
+            sub_text=f"{figures.nodes_up} of {len(figures.nodes)} Pushpin node(s) up"
+            + (f" (down: {', '.join(down)})" if down else "")
+            + f"; {_n(figures.streams_opened)} opened, {_n(figures.replays)} resumed, "
+            f"{_n(figures.resets)} reset; {now}",
         ),
         "publish_rate": StatData(
             text=_n(round(sum(rates.values()), 1)) if rates else "…",
-            sub_text="items/s received over all nodes, every publisher",
+            sub_text="items/s received over all nodes: "
+            + (", ".join(f"{n}: {r:.1f}" for n, r in sorted(rates.items())) or "measuring"),
         ),
         "publish_failures": StatData(
             text=_n(failed),
@@ -55,12 +54,11 @@ def per_node_chart(title: str, values: dict[str, float]) -> str:
     )
 
 
-def charts(figures: Figures, rates: dict[str, float]) -> dict[str, str]:
+def charts(figures: Figures) -> dict[str, str]:
     return {
         "streams_per_node": per_node_chart(
             "Open streams per Pushpin node", {n.name: n.streams for n in figures.nodes if n.up}
         ),
-        "rate_per_node": per_node_chart("Publishes per second per node", rates),
     }
 
 

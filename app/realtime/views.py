@@ -17,11 +17,13 @@ def _bad_request(message: str) -> HttpResponse:
     return HttpResponse(f"{message}\n", status=400, content_type="text/plain")
 
 
-def _count(response, is_link: bool, resumed: bool):
+def _count(request, response, is_link: bool, resumed: bool):
     """Count what happened to a stream request (the ops dashboard and the alerts use these)."""
+    # The GRIP instruction becomes headers later, in django-grip's middleware.
+    instruct = getattr(getattr(request, "grip", None), "instruct", None)
     if response.status_code in (400, 403):
         metrics.STREAMS_REFUSED.labels(str(response.status_code)).inc()
-    elif response.status_code == 200 and response.get("Grip-Hold") == "stream":
+    elif response.status_code == 200 and instruct is not None and instruct.hold == "stream":
         if not is_link:
             metrics.STREAMS_OPENED.inc()
             if resumed:
@@ -35,7 +37,7 @@ def _count(response, is_link: bool, resumed: bool):
 def events(request, **kwargs):
     is_link = "es-meta" in request.GET  # Pushpin following the next link it was given
     resumed = bool(request.META.get("HTTP_LAST_EVENT_ID") or request.GET.get("lastEventId"))
-    return _count(_events(request, is_link, **kwargs), is_link, resumed)
+    return _count(request, _events(request, is_link, **kwargs), is_link, resumed)
 
 
 def _events(request, is_link, **kwargs):

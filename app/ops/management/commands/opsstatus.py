@@ -1,3 +1,4 @@
+import logging
 import time
 
 from django.core.management.base import BaseCommand
@@ -16,6 +17,8 @@ class Command(BaseCommand):
         parser.add_argument("--sample", type=float, default=2.0, help="seconds between readings")
 
     def handle(self, sample, **options):
+        # The publisher's node list is logged at INFO; here it is in the table already.
+        logging.getLogger("realtime.cluster").setLevel(logging.WARNING)
         first = collect_for_this_app()
         time.sleep(max(0.0, sample))
         second = collect_for_this_app()

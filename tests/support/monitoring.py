@@ -1,0 +1,83 @@
+"""Read a monitoring stack's metrics the way Prometheus does: endpoints are fetched from inside
+the stack's Prometheus container (the only place besides the app that can reach them), and
+Prometheus itself is asked through its published loopback port."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from support.stack import ComposeStack, run
+
+
+def parse(text: str) -> dict[str, list[tuple[dict, float]]]:
+    samples: dict[str, list[tuple[dict, float]]] = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name].append((sample.labels, sample.value))
+    return samples
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include `labels` (0 when there is none)."""
+    return sum(
+        value
+        for found, value in samples.get(name, [])
+        if all(found.get(k) == v for k, v in labels.items())
+    )
+
+
+def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for found, value in samples.get(name, []):
+        out[found[label]] += value
+    return dict(out)
+
+
+class MonitoringStack:
+    def __init__(self, stack: ComposeStack, prometheus_port: int):
+        self.stack, self.prometheus_port = stack, prometheus_port
+
+    @property
+    def prometheus(self):
+        return self.stack.container("prometheus")
+
+    def endpoint(self, host: str, port: int) -> str:
+        """GET http://HOST:PORT/metrics from inside the stack's control network."""
+        result = run(
+            ["docker", "exec", self.prometheus.name, "curl", "-fsS", "-m", "5",
+             f"http://{host}:{port}/metrics"],
+            check=False, timeout=30,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise AssertionError(f"{host}:{port}/metrics: curl exit {result.returncode}")
+        return result.stdout
+
+    def scrape(self, host: str, port: int) -> dict:
+        return parse(self.endpoint(host, port))
+
+    def pushpin_hosts(self) -> list[str]:
+        return [c.name for c in self.stack.containers("pushpin")]
+
+    def query(self, expr: str) -> list[dict]:
+        response = requests.get(
+            f"http://127.0.0.1:{self.prometheus_port}/api/v1/query",
+            params={"query": expr},
+            timeout=10,
+        )
+        body = response.json()
+        assert body.get("status") == "success", f"Prometheus query {expr!r}: {body}"
+        return body["data"]["result"]
+
+    def wait_query(self, expr: str, predicate, timeout: float, what: str) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        result: list[dict] = []
+        while time.monotonic() < deadline:
+            result = self.query(expr)
+            if predicate(result):
+                return result
+            time.sleep(1)
+        raise AssertionError(f"after {timeout:.0f} s, expected {what}; {expr} gave {result}")
