@@ -4,7 +4,6 @@ and one client hammering /events/ is limited while others keep streaming."""
 
 import json
 import re
-import socket
 import subprocess
 import time
 import uuid
@@ -13,24 +12,11 @@ import jwt
 import pytest
 import requests
 
+from support.network import local_routes_to
 from support.sse import SSEStream
 from support.stack import REPO
 
 pytestmark = pytest.mark.slow
-
-
-def subnet_routes() -> list[tuple[int, int]]:
-    """(destination, mask) of every IPv4 route this host has, from /proc/net/route."""
-    rows = []
-    for line in open("/proc/net/route").read().splitlines()[1:]:
-        fields = line.split()
-        rows.append((int(fields[1], 16), int(fields[7], 16)))
-    return rows
-
-
-def ip_to_int_le(address: str) -> int:
-    # /proc/net/route prints addresses in host (little-endian) byte order.
-    return int.from_bytes(socket.inet_aton(address), "little")
 
 
 # -- control ports --------------------------------------------------------------------------
@@ -38,8 +24,7 @@ def ip_to_int_le(address: str) -> int:
 
 def test_the_host_has_no_route_into_the_control_network(stack):
     control = stack.address(stack.containers("pushpin")[0], "control")
-    target = ip_to_int_le(control)
-    local = [(d, m) for d, m in subnet_routes() if m and (target & m) == d]
+    local = local_routes_to(control)
     assert not local, f"the host has a route into the control network ({control}): {local}"
 
 

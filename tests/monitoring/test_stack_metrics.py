@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from support.monitoring import by_label, total
+from support.network import local_routes_to
 from support.sse import SSEStream
 from support.stack import REPO
 
@@ -47,12 +48,19 @@ def node_names(monitored) -> dict[str, str]:
 
 
 def snapshot(monitored) -> dict:
+    """Every endpoint but the ticker's (the counting test pauses the ticker)."""
     return {
         "app": monitored.scrape("app", PORTS["app"]),
-        "ticker": monitored.scrape("ticker", PORTS["ticker"]),
         "nginx": monitored.scrape("nginx-exporter", PORTS["nginx-exporter"]),
         **{h: monitored.scrape(h, PORTS["pushpin"]) for h in monitored.pushpin_hosts()},
     }
+
+
+def received(before: dict, after: dict, host: str) -> float:
+    # (prometheus_client's parser names counter samples NAME_total.)
+    return total(after[host], "pushpin_message_received_total") - total(
+        before[host], "pushpin_message_received_total"
+    )
 
 
 def test_every_endpoint_counts_what_happened(monitored):
@@ -76,16 +84,15 @@ def test_every_endpoint_counts_what_happened(monitored):
         assert published == N, (
             f"app endpoint: expected {N} items accepted by {node} ({host}), counted {published}"
         )
-        received = total(after[host], "pushpin_message_received") - total(
-            before[host], "pushpin_message_received"
-        )
-        assert received == N, f"{host}'s own endpoint: expected {N} received, got {received}"
+        got = received(before, after, host)
+        assert got == N, f"{host}'s own endpoint: expected {N} received, got {got}"
         failed = total(after["app"], "rtdash_pushpin_publish_failures_total", node=node)
         assert failed == total(before["app"], "rtdash_pushpin_publish_failures_total", node=node)
         requests_ = total(after["app"], "rtdash_pushpin_publish_seconds_count", node=node)
         assert requests_ > total(before["app"], "rtdash_pushpin_publish_seconds_count", node=node)
     # The ticker publishes to both nodes too, on its own endpoint.
-    ticker_counts = by_label(after["ticker"], "rtdash_pushpin_published_total", "node")
+    ticker = monitored.scrape("ticker", PORTS["ticker"])
+    ticker_counts = by_label(ticker, "rtdash_pushpin_published_total", "node")
     assert set(ticker_counts) == set(nodes.values()) and all(ticker_counts.values()), (
         f"expected the ticker's items per node {sorted(nodes.values())}, got {ticker_counts}"
     )
@@ -198,16 +205,26 @@ def test_metrics_are_not_reachable_from_the_host_or_through_nginx(monitored, doc
     response = requests.get(f"http://127.0.0.1:{stack.http_port}/metrics", timeout=5)
     assert response.status_code == 404, f"/metrics through nginx: {response.status_code}"
     assert "rtdash_" not in response.text and "pushpin_" not in response.text
-    # Every address of every container with a metrics listener, from the host.
-    reached = []
+    # Every address of every container with a metrics listener, from the host: the control
+    # addresses (where they listen) have no route from here at all, and are never tried (the
+    # connection would leave the machine through the default route); the others refuse.
+    reached, tried = [], 0
     for service, port in PORTS.items():
         for container in stack.containers(service):
             container.reload()
-            for network in container.attrs["NetworkSettings"]["Networks"].values():
+            for name, network in container.attrs["NetworkSettings"]["Networks"].items():
+                address = network["IPAddress"]
+                if name == f"{stack.project}_control":
+                    routes = local_routes_to(address)
+                    assert not routes, f"the host has a route to {address} ({name}): {routes}"
+                    continue
+                assert local_routes_to(address), f"{address} ({name}) is not on this host"
+                tried += 1
                 with socket.socket() as sock:
                     sock.settimeout(1)
-                    if sock.connect_ex((network["IPAddress"], port)) == 0:
-                        reached.append(f"{container.name} {network['IPAddress']}:{port}")
+                    if sock.connect_ex((address, port)) == 0:
+                        reached.append(f"{container.name} {address}:{port}")
+    assert tried >= 3, "expected the app's and the Pushpin nodes' streams addresses tried"
     for port in PORTS.values():
         with socket.socket() as sock:
             sock.settimeout(1)
