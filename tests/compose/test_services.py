@@ -10,13 +10,15 @@ from support.stack import REPO
 
 pytestmark = pytest.mark.slow
 
-# service -> (uid, listening sockets expected "addr:port", with CONTROL for the control address)
+# service -> (uid, listening sockets expected "addr:port", with CONTROL for the control address;
+# 9808-9810 are the metrics listeners)
 SERVICES = {
-    "app": (10001, {"0.0.0.0:8000"}),
-    "ticker": (10001, set()),
+    "app": (10001, {"0.0.0.0:8000", "CONTROL:9808"}),
+    "ticker": (10001, {"CONTROL:9809"}),
     "pushpin": (
         10002,
-        {"0.0.0.0:7999", "CONTROL:5561", "127.0.0.1:5560", "127.0.0.1:5562", "127.0.0.1:5563"},
+        {"0.0.0.0:7999", "CONTROL:5561", "CONTROL:9810"}
+        | {"127.0.0.1:5560", "127.0.0.1:5562", "127.0.0.1:5563"},
     ),
     "nginx": (10003, {"0.0.0.0:8080", "[::]:8080"}),
 }
@@ -58,7 +60,8 @@ def test_every_process_runs_as_the_service_user(stack, service):
 def test_listens_where_it_should_and_nowhere_else(stack, service):
     _, expected = SERVICES[service]
     for container in stack.containers(service):
-        control = stack.address(container, "control") if "CONTROL:5561" in expected else None
+        on_control = any(addr.startswith("CONTROL:") for addr in expected)
+        control = stack.address(container, "control") if on_control else None
         want = {addr.replace("CONTROL", control or "") for addr in expected}
         got = listening(host_of(container))
         assert got == want, (
@@ -87,6 +90,7 @@ def test_pushpin_control_port_is_bound_to_the_control_network_only(stack):
         ("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
         ("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
         ("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
+        ("nginx", "/etc/nginx/kit/status.conf", "nginx/status.conf"),
         ("nginx", "/etc/nginx/kit/upstreams.conf", "nginx/upstreams/compose.conf"),
     ],
 )

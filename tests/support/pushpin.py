@@ -27,7 +27,10 @@ def pushpin_nodes(client, image: str, count: int, fixed_ports: bool = False, **e
                         "PUSHPIN_CONTROL_ADDR": "0.0.0.0",
                         **env,
                     },
-                    ports={"5561/tcp": ("127.0.0.1", free_port() if fixed_ports else None)},
+                    ports={
+                        "5561/tcp": ("127.0.0.1", free_port() if fixed_ports else None),
+                        "9810/tcp": ("127.0.0.1", None),  # its Prometheus endpoint
+                    },
                     labels={"rtdash.test": "pushpin"},
                 )
             )
@@ -42,6 +45,13 @@ def pushpin_nodes(client, image: str, count: int, fixed_ports: bool = False, **e
     finally:
         for container in containers:
             container.remove(force=True)
+
+
+def metrics_url(container) -> str:
+    """The node's Prometheus endpoint, as published on 127.0.0.1."""
+    container.reload()
+    port = container.attrs["NetworkSettings"]["Ports"]["9810/tcp"][0]["HostPort"]
+    return f"http://127.0.0.1:{port}/metrics"
 
 
 def wait_answering(url: str, timeout: float = 30) -> None:
