@@ -15,16 +15,26 @@ INTERNAL = {
     # The publish port has no authentication: only the publishers may reach it.
     ("app", "pushpin", "5561/TCP"),
     ("ticker", "pushpin", "5561/TCP"),
+    # The ops dashboard's figures: each node's open streams, from its metrics endpoint.
+    ("ticker", "pushpin", "9810/TCP"),
+}
+# Prometheus, in the namespace `monitoring`, and only it, scrapes every metrics port.
+METRICS = {
+    ("monitoring", "app", "9808/TCP"),
+    ("monitoring", "ticker", "9809/TCP"),
+    ("monitoring", "pushpin", "9810/TCP"),
+    ("monitoring", "nginx", "9113/TCP"),
 }
 WORKLOADS = ("app", "ticker", "migrate", "pushpin", "nginx")
-OUTSIDERS = ("outside", "ingress-nginx", "kube-dns", "other-namespace")
+OUTSIDERS = ("outside", "ingress-nginx", "kube-dns", "other-namespace", "monitoring")
 DNS = {(name, "kube-dns", port) for name in WORKLOADS for port in ("53/UDP", "53/TCP")}
 EXPECTED = {
     # nginx is the public edge: the base lets anything reach it.
-    "dev": INTERNAL | DNS | {(src, "nginx", "8080/TCP") for src in OUTSIDERS},
+    "dev": INTERNAL | DNS | METRICS | {(src, "nginx", "8080/TCP") for src in OUTSIDERS},
     # Behind the Ingress: only the ingress controller reaches nginx.
     "prod": INTERNAL
     | DNS
+    | METRICS
     | {("ingress-nginx", "nginx", "8080/TCP")}
     | {(name, "outside", "5432/TCP") for name in ("app", "ticker", "migrate")},
 }
@@ -68,6 +78,12 @@ def _endpoints(overlay):
             ((53, "UDP", "dns"), (53, "TCP", "dns-tcp"), UNLISTED_PORT),
         ),
         Endpoint(
+            "monitoring",
+            {"app.kubernetes.io/name": "prometheus"},
+            {"kubernetes.io/metadata.name": "monitoring"},
+            ((9090, "TCP", "web"), UNLISTED_PORT),
+        ),
+        Endpoint(
             "other-namespace",
             {"app.kubernetes.io/name": "app"},  # same labels as ours, another namespace
             {"kubernetes.io/metadata.name": "other"},
@@ -109,6 +125,8 @@ def test_everything_is_denied_by_default(overlay):
         ("default-deny", ("outside", "migrate", "1/TCP"), True),
         # Pushpin's policy is what lets the publishers in (the default deny stops them).
         ("pushpin", ("app", "pushpin", "5561/TCP"), False),
+        # Only this policy lets Prometheus reach a metrics port.
+        ("metrics-from-monitoring", ("monitoring", "app", "9808/TCP"), False),
     ],
 )
 def test_the_flow_check_notices_a_missing_policy(overlay, removed, flow, allowed):

@@ -48,9 +48,10 @@ def pods(docker_client, images, kustomize, tmp_path_factory):
                     kubelet.run(deployment, init, ordinal, detach=False)
                 for container in spec["containers"]:
                     # nginx is reached the way `kubectl port-forward svc/nginx` would.
-                    ports = {"8080/tcp": ("127.0.0.1", None)} if name == "nginx" else None
+                    forward = container["name"] == "nginx"
+                    ports = {"8080/tcp": ("127.0.0.1", None)} if forward else None
                     started = kubelet.run(deployment, container, ordinal, ports=ports)
-                    running[(name, ordinal)] = (started, container)
+                    running[(name, ordinal, container["name"])] = (started, container)
         yield kubelet, running
     finally:
         kubelet.cleanup()
@@ -69,14 +70,14 @@ def test_an_event_reaches_the_browser_through_every_pushpin_pod(pods):
     kubelet, running = pods
     for started, container in running.values():
         kubelet.wait_probe(started, container, "readinessProbe")
-    nginx, _ = running[("nginx", 0)]
+    nginx, _ = running[("nginx", 0, "nginx")]
     nginx.reload()
     port = int(nginx.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
     stream = SSEStream("127.0.0.1", port, "/events/?channel=probe-k8s")
     try:
         assert stream.status == 200, f"GET /events/ through nginx: {stream.status}"
         stream.wait_open()
-        app, _ = running[("app", 0)]
+        app, _ = running[("app", 0, "app")]
         result = app.exec_run(["python", "manage.py", "publish", "probe-k8s", "k8s", "hello"])
         output = result.output.decode()
         assert result.exit_code == 0, f"manage.py publish failed: {output}"
@@ -90,3 +91,35 @@ def test_an_event_reaches_the_browser_through_every_pushpin_pod(pods):
         )
     finally:
         stream.close()
+
+
+# What each pod's prometheus.io/port serves: a metric only that component has.
+METRIC_OF = {"app": "rtdash_health_checks_total", "ticker": "rtdash_pushpin_published_total",
+             "pushpin": "pushpin_connection_connected", "nginx": "nginx_up 1"}  # fmt: skip
+
+
+def test_the_annotated_metrics_ports_serve_their_metrics(pods):
+    kubelet, running = pods
+    for started, container in running.values():
+        kubelet.wait_probe(started, container, "readinessProbe")
+    scraper, _ = running[("nginx", 0, "nginx-exporter")]  # any container with curl
+    seen = set()
+    for (name, ordinal, _), (started, container) in running.items():
+        annotations = kubelet.render.workload(name)["spec"]["template"]["metadata"]["annotations"]
+        if annotations.get("prometheus.io/scrape") != "true":
+            continue
+        # In a pod every container shares the address; here, ask the one that declares the port.
+        declared = [p["containerPort"] for p in container.get("ports", [])]
+        if int(annotations["prometheus.io/port"]) not in declared:
+            continue
+        seen.add((name, ordinal))
+        started.reload()
+        address = started.attrs["NetworkSettings"]["Networks"][kubelet.prefix]["IPAddress"]
+        url = f"http://{address}:{annotations['prometheus.io/port']}/metrics"
+        result = scraper.exec_run(["curl", "-fsS", "-m", "5", url])
+        body = result.output.decode(errors="replace")
+        assert result.exit_code == 0 and METRIC_OF[name] in body, (
+            f"{name}: {url} should serve {METRIC_OF[name]!r} (curl exit {result.exit_code}):\n"
+            f"{body[-1500:]}"
+        )
+    assert {n for n, _ in seen} == set(METRIC_OF), f"annotated pods: {sorted(seen)}"

@@ -38,6 +38,7 @@ IMAGE_FOR_CONTAINER = {
     "migrate": "app",
     "pushpin": "pushpin",
     "nginx": "nginx",
+    "nginx-exporter": "nginx",  # prometheus-nginx-exporter ships in the nginx image
 }
 
 

@@ -188,9 +188,15 @@ def _is_under(path, mounts):
 def _paths_written(container):
     """What a container writes (the root filesystem is read-only): from the repo's files."""
     image, name = image_of(container), container["name"]
+    if image == "nginx" and "run-exporter" in " ".join(container.get("command", [])):
+        # The exporter sidecar notes its listen address in /tmp (nginx/run-exporter).
+        return ["/tmp"]
     if image == "nginx":
+        # Plus stub_status's unix socket (status.conf).
+        status = (REPO / "nginx/status.conf").read_text()
+        sockets = re.findall(r"^\s*listen\s+unix:(\S+)/[^/;]+;", status, re.MULTILINE)
         conf = (REPO / "nginx/nginx.conf").read_text()
-        return re.findall(r"^\s*(?:pid|\w+_temp_path)\s+(\S+?)/?;", conf, re.MULTILINE)
+        return sockets + re.findall(r"^\s*(?:pid|\w+_temp_path)\s+(\S+?)/?;", conf, re.MULTILINE)
     if image == "pushpin":
         run_pushpin = (REPO / "pushpin/run-pushpin").read_text()
         run_dir = re.search(r"run_dir=\$\{PUSHPIN_RUN_DIR:-([^}]+)\}", run_pushpin).group(1)

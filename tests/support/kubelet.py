@@ -74,13 +74,38 @@ class DockerKubelet:
         directory.chmod(0o755)
         return directory
 
-    def _mounts(self, workload: dict, container: dict, user: tuple[int, int]):
+    def _shared_empty_dir(self, workload: dict, ordinal: int, volume: str, user) -> str:
+        """A Docker volume in memory for an emptyDir that several containers of one pod mount
+        (a tmpfs mount is private to its container)."""
+        key = f"{workload['metadata']['name']}-{ordinal}-{volume}"
+        if key not in self.volumes:
+            name = f"{self.prefix}-{key}"
+            self.client.volumes.create(
+                name,
+                driver_opts={
+                    "type": "tmpfs",
+                    "device": "tmpfs",
+                    "o": f"uid={user[0]},gid={user[1]}",
+                },
+                labels={LABEL: self.prefix},
+            )
+            self.volumes[key] = name
+        return self.volumes[key]
+
+    def _mounts(self, workload: dict, container: dict, user: tuple[int, int], ordinal: int = 0):
         volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
+        users = {}  # volume name -> how many of the pod's containers mount it
+        for other in pod_spec(workload)["containers"]:
+            for mount in other.get("volumeMounts", []):
+                users[mount["name"]] = users.get(mount["name"], 0) + 1
         binds, tmpfs = {}, {}
         for mount in container.get("volumeMounts", []):
             volume = volumes[mount["name"]]
             mode = "ro" if mount.get("readOnly") else "rw"
-            if "emptyDir" in volume:
+            if "emptyDir" in volume and users[mount["name"]] > 1:
+                shared = self._shared_empty_dir(workload, ordinal, mount["name"], user)
+                binds[shared] = {"bind": mount["mountPath"], "mode": mode}
+            elif "emptyDir" in volume:
                 # Kubernetes makes an emptyDir writable for the pod (mode 0777, group fsGroup);
                 # Docker gives a tmpfs the mode of the image's directory, so owner it is.
                 tmpfs[mount["mountPath"]] = f"uid={user[0]},gid={user[1]}"
@@ -115,7 +140,7 @@ class DockerKubelet:
         spec = pod_spec(workload)
         ctx = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
         user = (ctx["runAsUser"], ctx.get("runAsGroup", ctx["runAsUser"]))
-        binds, tmpfs = self._mounts(workload, container, user)
+        binds, tmpfs = self._mounts(workload, container, user, ordinal)
         name = f"{self.prefix}-{workload['metadata']['name']}-{ordinal}-{container['name']}"
         created = self.client.containers.create(
             container["image"],
