@@ -78,7 +78,7 @@ lint: venv ## ruff, yamllint
 KUBECTL ?= kubectl
 OVERLAY ?= dev
 OVERLAYS ?= $(notdir $(patsubst %/kustomization.yaml,%,$(wildcard k8s/overlays/*/kustomization.yaml)))
-.PHONY: render deploy-k8s
+.PHONY: render deploy-k8s monitoring-k8s
 
 render: ## Print every Kubernetes overlay as kustomize renders it (OVERLAYS=prod: one)
 	@for overlay in $(OVERLAYS); do \
@@ -93,3 +93,8 @@ deploy-k8s: ## Apply a Kubernetes overlay to kubectl's current context (OVERLAY=
 	  || { echo "no overlay k8s/overlays/$(OVERLAY): use one of $(OVERLAYS)" >&2; exit 1; }
 	@$(KUBECTL) delete -k k8s/overlays/$(OVERLAY) -l app.kubernetes.io/name=migrate --ignore-not-found
 	@$(KUBECTL) apply -k k8s/overlays/$(OVERLAY)
+
+# kustomize cannot turn a Prometheus rule file into an object: the component's PrometheusRule is
+# generated from monitoring/rules.yml (a test fails when it is stale).
+monitoring-k8s: venv ## Regenerate k8s/components/monitoring/prometheusrule.yaml from monitoring/rules.yml
+	@$(BIN)/python monitoring/render-prometheusrule > k8s/components/monitoring/prometheusrule.yaml

@@ -403,3 +403,64 @@ def compose_images() -> dict[str, tuple[str, str]]:
         assert match, f"compose service {name}: unexpected image {service['image']!r}"
         images[name] = (match.group(1), match.group(2))
     return images
+
+
+# -- the Prometheus operator's custom resources --------------------------------------------------
+
+OPERATOR_KINDS = ("ServiceMonitor", "PrometheusRule")
+
+
+def crd_errors(obj: dict) -> list[str]:
+    """Why `obj` (a ServiceMonitor or PrometheusRule) fails the operator's CRD schema.
+
+    kubernetes-validate knows built-in kinds only. The operator's schemas come as models
+    generated from its CRDs (cloudcoil.models.prometheus_operator); they accept unknown fields
+    silently, so every key is also checked against the model's fields: strict, like the rest.
+    """
+    import pydantic
+    from cloudcoil.models.prometheus_operator import v1
+
+    where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+    if obj.get("apiVersion") != "monitoring.coreos.com/v1" or obj.get("kind") not in OPERATOR_KINDS:
+        return [f"{where}: not a monitoring.coreos.com/v1 {'/'.join(OPERATOR_KINDS)}"]
+    model = getattr(v1, obj["kind"])
+    try:
+        model.model_validate(obj)
+    except pydantic.ValidationError as exc:
+        return [f"{where}: {error['loc']}: {error['msg']}" for error in exc.errors()]
+    return [f"{where}: {e}" for e in _unknown_fields(model, obj, "")]
+
+
+def _unknown_fields(annotation, value, path: str) -> list[str]:
+    import types
+    import typing
+
+    import pydantic
+
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unknown_fields(typing.get_args(annotation)[0], value, path)
+    if origin in (typing.Union, types.UnionType):
+        # Optional[X] and the like: the members the value can be (None matches nothing here).
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        found = [_unknown_fields(a, value, path) for a in members]
+        return min(found, key=len) if found else []
+    if origin in (list, typing.List) and isinstance(value, list):  # noqa: UP006
+        (item,) = typing.get_args(annotation) or (typing.Any,)
+        return [e for i, v in enumerate(value) for e in _unknown_fields(item, v, f"{path}[{i}]")]
+    if origin in (dict, typing.Dict) and isinstance(value, dict):  # noqa: UP006
+        item = (typing.get_args(annotation) or (str, typing.Any))[1]
+        return [e for k, v in value.items() for e in _unknown_fields(item, v, f"{path}.{k}")]
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        if not isinstance(value, dict):
+            return []
+        fields = {(f.alias or name): f for name, f in annotation.model_fields.items()}
+        fields.update({name: f for name, f in annotation.model_fields.items()})
+        errors = []
+        for key, item in value.items():
+            if key not in fields:
+                errors.append(f"{path or '(top level)'}: unknown field {key!r}")
+            else:
+                errors += _unknown_fields(fields[key].annotation, item, f"{path}.{key}")
+        return errors
+    return []
