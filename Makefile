@@ -29,7 +29,7 @@ COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
 .PHONY: help venv prepare up down logs ps status test lint
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements-dev.txt app/requirements.txt
 	@echo "==> Python: virtualenv $(VENV) with requirements-dev.txt"
@@ -43,7 +43,7 @@ venv: $(VENV)/.installed ## Create the Python virtualenv (tools, tests)
 prepare: ## Install and start what the stack needs: Docker engine, Compose, base image
 	@compose/prepare-host.sh
 
-up: prepare ## Build and start the stack, wait until it is healthy, print the URL
+up: prepare ## Build and start the stack, wait until healthy, print the URL (MONITORING=1: with Prometheus)
 	@compose/generate-secrets.sh $(ENV_FILE)
 	@echo "==> Stack: building images and starting services (project $(PROJECT))"
 	@$(COMPOSE) up --build --detach --wait --remove-orphans \
