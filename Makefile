@@ -21,7 +21,7 @@ COMPOSE = docker compose $(COMPOSE_FILES) -p $(PROJECT) --env-file $(ENV_FILE)
 COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
   docker compose $(COMPOSE_FILES) -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
 
-.PHONY: help venv prepare up down logs ps test lint
+.PHONY: help venv prepare up down logs ps test lint bench bench-quick
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -82,3 +82,9 @@ deploy-k8s: ## Apply a Kubernetes overlay to kubectl's current context (OVERLAY=
 	  || { echo "no overlay k8s/overlays/$(OVERLAY): use one of $(OVERLAYS)" >&2; exit 1; }
 	@$(KUBECTL) delete -k k8s/overlays/$(OVERLAY) -l app.kubernetes.io/name=migrate --ignore-not-found
 	@$(KUBECTL) apply -k k8s/overlays/$(OVERLAY)
+
+bench: venv prepare ## Benchmark at scale, side by side (about 15 min; results in tests/bench/results)
+	@cd tests && $(BIN)/python -m bench.run
+
+bench-quick: venv prepare ## Benchmark, small sizes (about 2 min)
+	@cd tests && $(BIN)/python -m bench.run --quick
