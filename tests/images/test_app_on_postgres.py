@@ -49,9 +49,13 @@ def on_postgres(docker_client, images):
 
     def start(image, alias, **kwargs):
         container = docker_client.containers.run(
-            image, detach=True, name=f"{name}-{alias}", network=name, labels={"rtdash.test": "postgres"},
+            image,
+            detach=True,
+            name=f"{name}-{alias}",
+            network=name,
+            labels={"rtdash.test": "postgres"},
             **kwargs,
-        )  # fmt: skip
+        )
         started.append(container)
         network.disconnect(container)
         network.connect(container, aliases=[alias])
