@@ -26,7 +26,7 @@ COMPOSE = docker compose $(COMPOSE_FILES) $(COMPOSE_PROFILE) -p $(PROJECT) --env
 COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
   docker compose $(COMPOSE_FILES) --profile '*' -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
 
-.PHONY: help venv prepare up down logs ps status test lint
+.PHONY: help venv prepare up down logs ps status test lint bench bench-quick
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -98,3 +98,9 @@ deploy-k8s: ## Apply a Kubernetes overlay to kubectl's current context (OVERLAY=
 # generated from monitoring/rules.yml (a test fails when it is stale).
 monitoring-k8s: venv ## Regenerate k8s/components/monitoring/prometheusrule.yaml from monitoring/rules.yml
 	@$(BIN)/python monitoring/render-prometheusrule > k8s/components/monitoring/prometheusrule.yaml
+
+bench: venv prepare ## Benchmark at scale, side by side (about 15 min; results in tests/bench/results)
+	@cd tests && $(BIN)/python -m bench.run
+
+bench-quick: venv prepare ## Benchmark, small sizes (about 2 min)
+	@cd tests && $(BIN)/python -m bench.run --quick
