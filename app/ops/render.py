@@ -21,20 +21,23 @@ def stats(figures: Figures, rates: dict[str, float]) -> dict[str, StatData]:
     return {
         "streams": StatData(
             text=_n(figures.streams),
-            sub_text=f"{figures.nodes_up} of {len(figures.nodes)} Pushpin node(s) up"
+            sub_text=f"open streams; {figures.nodes_up} of {len(figures.nodes)} Pushpin node(s) up"
             + (f" (down: {', '.join(down)})" if down else "")
             + f"; {_n(figures.streams_opened)} opened, {_n(figures.replays)} resumed, "
             f"{_n(figures.resets)} reset; {now}",
         ),
         "publish_rate": StatData(
             text=_n(round(sum(rates.values()), 1)) if rates else "…",
-            sub_text="items/s received over all nodes: "
+            sub_text="publishes/s, summed over the nodes: "
             + (", ".join(f"{n}: {r:.1f}" for n, r in sorted(rates.items())) or "measuring"),
         ),
         "publish_failures": StatData(
             text=_n(failed),
-            sub_text=", ".join(f"{node}: {_n(v)}" for node, v in sorted(figures.failed.items()))
-            or "no node has failed a publish",
+            sub_text="publish failures per node: "
+            + (
+                ", ".join(f"{node}: {_n(v)}" for node, v in sorted(figures.failed.items()))
+                or "none"
+            ),
         ),
     }
 

@@ -13,27 +13,25 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.stack import ComposeStack, run
 
 
-def parse(text: str) -> dict[str, list[tuple[dict, float]]]:
-    samples: dict[str, list[tuple[dict, float]]] = defaultdict(list)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[sample.name].append((sample.labels, sample.value))
-    return samples
+def parse(text: str) -> list:
+    """Every sample of a Prometheus text exposition (counters are named NAME_total)."""
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
-def total(samples: dict, name: str, **labels: str) -> float:
+def total(samples: list, name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include `labels` (0 when there is none)."""
     return sum(
-        value
-        for found, value in samples.get(name, [])
-        if all(found.get(k) == v for k, v in labels.items())
+        s.value
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
     )
 
 
-def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
+def by_label(samples: list, name: str, label: str) -> dict[str, float]:
     out: dict[str, float] = defaultdict(float)
-    for found, value in samples.get(name, []):
-        out[found[label]] += value
+    for s in samples:
+        if s.name == name:
+            out[s.labels[label]] += s.value
     return dict(out)
 
 
@@ -56,7 +54,7 @@ class MonitoringStack:
             raise AssertionError(f"{host}:{port}/metrics: curl exit {result.returncode}")
         return result.stdout
 
-    def scrape(self, host: str, port: int) -> dict:
+    def scrape(self, host: str, port: int) -> list:
         return parse(self.endpoint(host, port))
 
     def pushpin_hosts(self) -> list[str]:
