@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import docker
 
 from support.stack import REPO
 
+# ansible-playbook, ansible-inventory: from the virtualenv running the tests.
+ANSIBLE_BIN = Path(sys.executable).parent
 ANSIBLE_DIR = REPO / "ansible"
 TEST_INVENTORY = ANSIBLE_DIR / "inventories" / "test"
 PLAYBOOK = ANSIBLE_DIR / "deploy.yml"
@@ -39,7 +42,8 @@ class TestHost:
 def inventory_hosts(inventory: Path = TEST_INVENTORY) -> list[TestHost]:
     """The hosts of an inventory, as ansible-inventory sees them (the one source of names,
     groups and addresses for the containers)."""
-    out = run_ansible(["ansible-inventory", "-i", str(inventory), "--list"], env=clean_env())
+    cmd = [str(ANSIBLE_BIN / "ansible-inventory"), "-i", str(inventory), "--list"]
+    out = run_ansible(cmd, env=clean_env())
     data = json.loads(out.stdout)
     hostvars = data["_meta"]["hostvars"]
     hosts = []
@@ -55,6 +59,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_CLEAN_ENV_PREFIXES)}
     # The same settings `make deploy` uses; no colours in the output the tests parse.
     env.update(ANSIBLE_CONFIG=str(ANSIBLE_DIR / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    env["PATH"] = f"{ANSIBLE_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
 
@@ -67,9 +72,7 @@ def new_secrets() -> dict[str, str]:
 
 
 def run_ansible(cmd: list[str], env: dict[str, str], timeout: float = 900, check: bool = True):
-    result = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} exited {result.returncode}\n--- stdout\n{result.stdout[-6000:]}"
@@ -82,11 +85,13 @@ def playbook(
     env: dict[str, str], *args: str, inventory: Path = TEST_INVENTORY, check: bool = True
 ) -> subprocess.CompletedProcess:
     """ansible-playbook -i INVENTORY ansible/deploy.yml ARGS, as the README shows it."""
-    cmd = ["ansible-playbook", "-i", str(inventory), str(PLAYBOOK), *args]
+    cmd = [str(ANSIBLE_BIN / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOK), *args]
     return run_ansible(cmd, env=env, check=check)
 
 
-RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+RECAP = re.compile(
+    r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
+)
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
@@ -103,11 +108,11 @@ def recap(output: str) -> dict[str, dict[str, int]]:
 
 
 def changed_tasks(output: str) -> list[str]:
-    """'TASK name -> host' for every task result reported as changed (for failure messages)."""
+    """'task name -> host' for every task or handler result reported as changed."""
     task, found = "", []
     for line in output.splitlines():
-        if line.startswith("TASK ["):
-            task = line[6 : line.rfind("]")]
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line[line.index("[") + 1 : line.rfind("]")]
         elif line.startswith("changed: ["):
             found.append(f"{task} -> {line[10 : line.index(']')]}")
     return found
@@ -132,7 +137,9 @@ class HostCluster:
     def destroy(self) -> None:
         """Remove the containers and the network (also those of an interrupted run)."""
         names = {h.name for h in self.hosts}
-        for container in self.client.containers.list(all=True, filters={"label": "rtdash.test=ansible"}):
+        for container in self.client.containers.list(
+            all=True, filters={"label": "rtdash.test=ansible"}
+        ):
             container.remove(force=True)
         for name in names:
             try:
@@ -164,9 +171,7 @@ class HostCluster:
                 # Only the test network, at the inventory's address (no default bridge).
                 network=network.name,
                 networking_config={
-                    network.name: self.client.api.create_endpoint_config(
-                        ipv4_address=host.address
-                    )
+                    network.name: self.client.api.create_endpoint_config(ipv4_address=host.address)
                 },
                 detach=True,
             )
