@@ -152,6 +152,13 @@ def test_check_mode_after_deploy_reports_no_change(deployment):
     assert not changed, f"--check reports changes after a deploy: {changed_tasks(check.stdout)}"
 
 
+def test_no_secret_in_the_output(deployment):
+    # The --diff preview on fresh hosts showed every file it would write.
+    for name, value in deployment.secrets.items():
+        for run in (deployment.preview, deployment.first):
+            assert value not in run.stdout + run.stderr, f"{name} appears in ansible's output"
+
+
 def main_pid(cluster, host: str, unit: str) -> int:
     status, out = cluster.exec(host, "systemctl", "show", "-P", "MainPID", unit)
     assert status == 0 and int(out) > 0, f"{host}: {unit} has no main process ({out.strip()})"
