@@ -344,13 +344,16 @@ def test_app_code_is_the_repository_code(deployment, hosts):
         )
 
 
-def env_file(host, path: str) -> dict[str, str]:
-    """A systemd environment file's values (the kit writes each one double-quoted or bare)."""
+def root_only_env_file(name: str, host, path: str) -> dict[str, str]:
+    """The values of a systemd environment file (the kit quotes them or writes them bare),
+    after checking that only root can read it (it holds secrets)."""
+    env = host.file(path)
+    assert (env.user, env.mode) == ("root", 0o600), f"{name}: {path} {env.user} {oct(env.mode)}"
     values = {}
-    for line in host.file(path).content_string.splitlines():
+    for line in env.content_string.splitlines():
         if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            values[name] = value[1:-1] if value.startswith('"') else value
+            key, _, value = line.partition("=")
+            values[key] = value[1:-1] if value.startswith('"') else value
     return values
 
 
@@ -358,11 +361,7 @@ def test_per_deployment_values_are_in_root_only_environment_files(deployment, ho
     apps = [h.address for h in deployment.cluster.by_group("app")]
     nodes = [h.address for h in deployment.cluster.by_group("pushpin")]
     for test_host, host in group_hosts(deployment, hosts, "pushpin"):
-        env = host.file("/etc/pushpin/pushpin.env")
-        assert (env.user, env.mode) == ("root", 0o600), (
-            f"{test_host.name}: {env.user} {oct(env.mode)}"
-        )
-        values = env_file(host, "/etc/pushpin/pushpin.env")
+        values = root_only_env_file(test_host.name, host, "/etc/pushpin/pushpin.env")
         assert values["PUSHPIN_SIG_KEY"] == deployment.secrets["PUSHPIN_SIG_KEY"]
         assert values["PUSHPIN_CONTROL_ADDR"] == test_host.address
         assert sorted(values["PUSHPIN_APP_TARGETS"].split()) == sorted(f"{a}:8000" for a in apps)
@@ -373,11 +372,7 @@ def test_per_deployment_values_are_in_root_only_environment_files(deployment, ho
         assert f"sig_key={deployment.secrets['PUSHPIN_SIG_KEY']}\n" in rendered.content_string
         assert "changeme" not in rendered.content_string
     for test_host, host in group_hosts(deployment, hosts, "app"):
-        env = host.file("/etc/rtdash/app.env")
-        assert (env.user, env.mode) == ("root", 0o600), (
-            f"{test_host.name}: {env.user} {oct(env.mode)}"
-        )
-        values = env_file(host, "/etc/rtdash/app.env")
+        values = root_only_env_file(test_host.name, host, "/etc/rtdash/app.env")
         assert values["DJANGO_SECRET_KEY"] == deployment.secrets["DJANGO_SECRET_KEY"]
         assert values["PUSHPIN_SIG_KEY"] == deployment.secrets["PUSHPIN_SIG_KEY"]
         assert values["PUSHPIN_CONTROL_URLS"].split(",") == [f"http://{a}:5561" for a in nodes]
