@@ -118,6 +118,19 @@ def changed_tasks(output: str) -> list[str]:
     return found
 
 
+def stopped_before_any_host(result, *expected: str) -> None:
+    out = result.stdout
+    assert result.returncode != 0, f"deploy.yml went on: {out[-2000:]}"
+    assert "deploy.yml stopped before touching any host" in out, out[-2000:]
+    for text in expected:
+        assert text in out, f"expected the failure to say {text!r}: {out[-2000:]}"
+    # The check runs on the controller: no other play started, no task ran on a host.
+    plays = re.findall(r"^PLAY \[(.*)\]", out, re.M)
+    assert plays == ["Check the inventory and the secrets before touching any host"], plays
+    touched = {host: s for host, s in recap(out).items() if s["ok"] or s["unreachable"]}
+    assert not touched, f"hosts were contacted: {touched}"
+
+
 class HostCluster:
     """The test inventory's hosts as running systemd containers."""
 
