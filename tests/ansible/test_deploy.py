@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
+import requests
 import testinfra
 import yaml
 
@@ -386,6 +387,19 @@ def test_per_deployment_values_are_in_root_only_environment_files(deployment, ho
             "pushpin": [f"{a}:7999" for a in nodes],
             "app": [f"{a}:8000" for a in apps],
         }, f"{test_host.name}: upstreams.conf lists {servers}"
+
+
+def test_nginx_access_log_is_written_and_rotated(deployment, hosts):
+    for test_host, host in group_hosts(deployment, hosts, "nginx"):
+        marker = uuid.uuid4().hex
+        response = requests.get(f"http://{test_host.address}:8080/healthz?{marker}", timeout=5)
+        assert response.status_code == 200, f"{test_host.name}: /healthz {response.status_code}"
+        log = host.file("/var/log/nginx/access.log")
+        assert log.user == "nginx", f"{test_host.name}: access log owned by {log.user}"
+        assert f"GET /healthz?{marker} " in log.content_string, f"{test_host.name}: not logged"
+        rotate = host.run("logrotate --debug /etc/logrotate.d/nginx")
+        assert rotate.rc == 0, f"{test_host.name}: logrotate rejects its config: {rotate.stderr}"
+        assert "copytruncate" in host.file("/etc/logrotate.d/nginx").content_string
 
 
 def test_pushpin_open_file_limit_is_raised(deployment, hosts):
