@@ -15,16 +15,20 @@ ANSIBLE_ARGS ?=
 
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
+# TLS on the public origin when KIT_TLS_DIR names a directory with tls.crt and tls.key.
+KIT_TLS_DIR ?=
+export KIT_TLS_DIR
+COMPOSE_FILES = -f compose/compose.yaml $(if $(KIT_TLS_DIR),-f compose/tls.yaml)
 # The env file is named explicitly: compose must never fall back to another stack's secrets.
-COMPOSE = docker compose -f compose/compose.yaml -p $(PROJECT) --env-file $(ENV_FILE)
+COMPOSE = docker compose $(COMPOSE_FILES) -p $(PROJECT) --env-file $(ENV_FILE)
 # Commands that only look at or remove containers work without the secrets file too.
 COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
-  docker compose -f compose/compose.yaml -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
+  docker compose $(COMPOSE_FILES) -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
 
-.PHONY: help venv prepare up down logs ps test lint deploy
+.PHONY: help venv prepare up down logs ps test lint deploy bench bench-quick
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: requirements-dev.txt app/requirements.txt
 	@echo "==> Python: virtualenv $(VENV) with requirements-dev.txt"
@@ -43,7 +47,7 @@ up: prepare ## Build and start the stack, wait until it is healthy, print the UR
 	@echo "==> Stack: building images and starting services (project $(PROJECT))"
 	@$(COMPOSE) up --build --detach --wait --remove-orphans \
 	  || { echo "stack did not become healthy: see 'make ps' and 'make logs'" >&2; exit 1; }
-	@echo "==> Dashboard: http://$$($(COMPOSE) port nginx 8080)/"
+	@echo "==> Dashboard: $(if $(KIT_TLS_DIR),https://$$($(COMPOSE) port nginx 8443),http://$$($(COMPOSE) port nginx 8080))/"
 
 down: ## Stop and remove the stack's containers (data volume kept)
 	@$(COMPOSE_NOSECRETS) down --remove-orphans
@@ -69,3 +73,29 @@ deploy: venv ## Deploy onto Linux hosts: make deploy INVENTORY=<env> [ANSIBLE_AR
 	  echo "make deploy: set INVENTORY to one of: $$(ls ansible/inventories | tr '\n' ' ')" >&2; exit 2; }
 	@ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook \
 	  -i ansible/inventories/$(INVENTORY) ansible/deploy.yml $(ANSIBLE_ARGS)
+
+# Kubernetes (kustomize overlays in k8s/overlays; the README's "Deploying to Kubernetes").
+KUBECTL ?= kubectl
+OVERLAY ?= dev
+OVERLAYS ?= $(notdir $(patsubst %/kustomization.yaml,%,$(wildcard k8s/overlays/*/kustomization.yaml)))
+.PHONY: render deploy-k8s
+
+render: ## Print every Kubernetes overlay as kustomize renders it (OVERLAYS=prod: one)
+	@for overlay in $(OVERLAYS); do \
+	  printf -- '---\n# k8s/overlays/%s\n' "$$overlay"; \
+	  $(KUBECTL) kustomize "k8s/overlays/$$overlay"; \
+	done
+
+# A Job cannot be changed once created: the last migrate run is removed first, so that this
+# apply starts one with the new image (the app and the ticker wait for it).
+deploy-k8s: ## Apply a Kubernetes overlay to kubectl's current context (OVERLAY=dev|prod)
+	@[ -f k8s/overlays/$(OVERLAY)/kustomization.yaml ] \
+	  || { echo "no overlay k8s/overlays/$(OVERLAY): use one of $(OVERLAYS)" >&2; exit 1; }
+	@$(KUBECTL) delete -k k8s/overlays/$(OVERLAY) -l app.kubernetes.io/name=migrate --ignore-not-found
+	@$(KUBECTL) apply -k k8s/overlays/$(OVERLAY)
+
+bench: venv prepare ## Benchmark at scale, side by side (about 15 min; results in tests/bench/results)
+	@cd tests && $(BIN)/python -m bench.run
+
+bench-quick: venv prepare ## Benchmark, small sizes (about 2 min)
+	@cd tests && $(BIN)/python -m bench.run --quick

@@ -11,6 +11,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", 4))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 20
 keepalive = 5
+# As large as gunicorn allows: nginx and Pushpin bound request sizes first, and a request they
+# passed must get the app's answer, not a 414 that Pushpin cannot relay (it drops the client).
+limit_request_line = 8190
 accesslog = "-"
 errorlog = "-"
 # Keeps gunicorn from writing a control socket under $HOME (read-only root filesystems).

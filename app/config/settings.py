@@ -131,6 +131,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database host that is down fails a new connection in seconds, not minutes.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
@@ -184,6 +187,12 @@ REALTIME_CHANNELS = {
     "probe-*": "public",
 }
 REALTIME_MAX_EVENT_BYTES = env_number("REALTIME_MAX_EVENT_BYTES", 64 * 1024, int)
+# How often Pushpin re-asks the app about each open stream (its Grip-Link timeout). Idle streams
+# then cost the app streams / this many requests per second. Below 3600: django-eventstream's
+# signed link expires after an hour.
+REALTIME_STREAM_REFRESH_SECONDS = env_number("REALTIME_STREAM_REFRESH_SECONDS", 1800, int)
+if not 10 <= REALTIME_STREAM_REFRESH_SECONDS < 3600:
+    raise ImproperlyConfigured("REALTIME_STREAM_REFRESH_SECONDS must be between 10 and 3599")
 
 TICKER_INTERVAL = env_number("TICKER_INTERVAL", 2.0)
 TICKER_HEARTBEAT_FILE = env_str("TICKER_HEARTBEAT_FILE")

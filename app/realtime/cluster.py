@@ -174,9 +174,10 @@ class PushpinCluster:
         self.queue_size = queue_size
         self.stats: dict[str, NodeStats] = {}
         self.resolve_failures = 0
+        self.node_departures = 0
         self._senders: dict[tuple[str, int], NodeSender] = {}
         self._resolved: list[tuple[str, int]] = []
-        self._resolved_at = -1e9
+        self._resolved_at = 0.0
         self._lock = threading.Lock()
 
     @staticmethod
@@ -193,7 +194,7 @@ class PushpinCluster:
     def _resolve(self) -> list[tuple[str, int]]:
         with self._lock:
             now = time.monotonic()
-            if now - self._resolved_at < self.resolve_ttl:
+            if self._resolved_at and now - self._resolved_at < self.resolve_ttl:
                 return self._resolved
             found: list[tuple[str, int]] = []
             for host, port in self.targets:
@@ -209,10 +210,19 @@ class PushpinCluster:
                         found.append(addr)
             found.sort()  # DNS rotates its answers; the node set is what matters
             if found != self._resolved:
-                logger.info("Pushpin nodes: %s", ", ".join(f"{h}:{p}" for h, p in found) or "none")
+                self._log_node_change(self._resolved, found)
             self._resolved, self._resolved_at = found, now
             self._retire_senders(now)
             return found
+
+    def _log_node_change(self, before: list, after: list) -> None:
+        gone = [f"{h}:{p}" for h, p in before if (h, p) not in after]
+        if gone and self._resolved_at > 0:
+            # A node that stops resolving was stopped or removed: its clients reconnect to the
+            # others and replay what they missed. Said loudly, never dropped silently.
+            self.node_departures += len(gone)
+            logger.warning("Pushpin node(s) %s no longer resolve", ", ".join(gone))
+        logger.info("Pushpin nodes: %s", ", ".join(f"{h}:{p}" for h, p in after) or "none")
 
     def _retire_senders(self, now: float) -> None:
         # A node that left (scaled down, replaced) keeps its sender until its queue drains.

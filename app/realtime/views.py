@@ -1,5 +1,6 @@
 import re
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 from django_eventstream.views import events as eventstream_events
@@ -55,4 +56,12 @@ def events(request, **kwargs):
                 return _bad_request(
                     f"malformed Last-Event-ID {last_id[:80]!r}: expected CHANNEL:NUMBER[,...]"
                 )
-    return eventstream_events(request, **kwargs)
+    response = eventstream_events(request, **kwargs)
+    instruct = request.grip.instruct
+    if instruct is not None and instruct.next_link:
+        # django-eventstream gives its next link no timeout, so Pushpin re-asks the app for every
+        # open stream every 120 s (its default), at most 10 per second per node: past ~1,200
+        # streams a node falls behind and delays events (django-eventstream issue #174). The
+        # refresh only re-checks what a stream may read; missed events are caught up without it.
+        instruct.next_link_timeout = settings.REALTIME_STREAM_REFRESH_SECONDS
+    return response

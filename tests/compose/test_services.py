@@ -84,6 +84,8 @@ def test_pushpin_control_port_is_bound_to_the_control_network_only(stack):
         ("pushpin", "/etc/pushpin/routes", "pushpin/routes"),
         ("pushpin", "/usr/local/lib/pushpin-kit/run-pushpin", "pushpin/run-pushpin"),
         ("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
+        ("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
+        ("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
         ("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
         ("nginx", "/etc/nginx/kit/upstreams.conf", "nginx/upstreams/compose.conf"),
     ],

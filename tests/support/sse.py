@@ -58,7 +58,7 @@ class SSEStream:
     def _read(self) -> None:
         etype, data, eid = "message", [], None
         try:
-            for raw in iter(self.response.fp.readline, b""):
+            for raw in iter(self.response.readline, b""):  # de-chunks
                 line = raw.decode().rstrip("\r\n")
                 if not line:
                     if data or etype != "message":
@@ -77,7 +77,8 @@ class SSEStream:
                     data.append(value)
                 elif name == "id":
                     eid = value
-        except (OSError, ValueError, http.client.HTTPException):
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            # (AttributeError: the connection was closed under the reader by close().)
             pass
         finally:
             self.closed.set()
@@ -131,3 +132,72 @@ class SSEStream:
             pass
         self._conn.close()
         self.closed.wait(5)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    seq: int
+    sent_at: float  # wall clock, from the publisher's payload
+    received_at: float  # wall clock, here
+    id: str | None
+
+
+class Follower(threading.Thread):
+    """Follows a stream the way a browser page with sse-resume.js does: whenever the stream
+    ends or cannot be opened (EOF, reset, HTTP error), reconnect after `retry` seconds with the
+    last event id seen, so the server replays what was missed."""
+
+    def __init__(self, host: str, port: int, path: str, event_type: str = "seq", retry=0.5):
+        super().__init__(daemon=True)
+        self.host, self.port, self.path = host, port, path
+        self.event_type, self.retry = event_type, retry
+        self.receipts: list[Receipt] = []
+        self.resets: list[Event] = []
+        self.connects = 0
+        self.failed_connects: list[str] = []
+        self.last_id: str | None = None
+        self._stop_event = threading.Event()
+        self._stream: SSEStream | None = None
+
+    def run(self) -> None:
+        import json
+
+        while not self._stop_event.is_set():
+            try:
+                stream = SSEStream(self.host, self.port, self.path, last_event_id=self.last_id)
+            except OSError as exc:
+                self.failed_connects.append(f"{type(exc).__name__}: {exc}")
+                self._stop_event.wait(self.retry)
+                continue
+            if stream.status != 200:
+                self.failed_connects.append(f"HTTP {stream.status}")
+                self._stop_event.wait(self.retry)
+                continue
+            self.connects += 1
+            self._stream = stream
+            while not self._stop_event.is_set():
+                event = stream.next(timeout=1.0)
+                if event is None:
+                    if stream.closed.is_set():
+                        break
+                    continue
+                if event.id:
+                    self.last_id = event.id
+                if event.type == "stream-reset":
+                    self.resets.append(event)
+                elif event.type == self.event_type:
+                    body = json.loads(event.data)
+                    self.receipts.append(
+                        Receipt(body["seq"], body["sent_at"], time.time(), event.id)
+                    )
+            stream.close()
+            self._stop_event.wait(self.retry)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self._stream is not None:
+            self._stream.close()
+        self.join(10)
+
+    def seqs(self) -> list[int]:
+        return [r.seq for r in self.receipts]

@@ -69,13 +69,17 @@ class ComposeStack:
         cmd += ["--env-file", str(self.env_file), *args]
         return run(cmd, env=self.env, check=check, timeout=timeout)
 
+    def run_docker(self, *args: str, check: bool = True, timeout: float = 120):
+        return run(["docker", *args], check=check, timeout=timeout)
+
     def destroy(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
 
     # -- what is running ------------------------------------------------------------------
 
     def containers(self, service: str | None = None, all: bool = False):
-        labels = [f"com.docker.compose.project={self.project}"]
+        # One-off containers (`compose run`) are not the service's own.
+        labels = [f"com.docker.compose.project={self.project}", "com.docker.compose.oneoff=False"]
         if service:
             labels.append(f"com.docker.compose.service={service}")
         found = docker.from_env().containers.list(all=all, filters={"label": labels})

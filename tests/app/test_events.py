@@ -1,0 +1,40 @@
+"""The app's /events/ view for a request Pushpin signed: a GRIP stream hold whose refresh link
+carries the configured (long) timeout."""
+
+import time
+
+import jwt
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.usefixtures("db")
+
+
+def signed(client, path):
+    token = jwt.encode(
+        {"iss": "pushpin", "exp": int(time.time()) + 60},
+        settings.PUSHPIN_SIG_KEY,
+        algorithm="HS256",
+    )
+    return client.get(path, HTTP_GRIP_SIG=token)
+
+
+def test_signed_request_gets_a_stream_hold(client):
+    response = signed(client, "/events/?channel=probe-view")
+    assert response.status_code == 200, response.content[:300]
+    assert response["Grip-Hold"] == "stream"
+    assert "event: stream-open" in response.content.decode()
+
+
+def test_refresh_link_has_the_configured_timeout(client):
+    """Without it Pushpin re-asks the app for every stream every 120 s (django-eventstream
+    issue #174); the kit asks every REALTIME_STREAM_REFRESH_SECONDS."""
+    link = signed(client, "/events/?channel=probe-view")["Grip-Link"]
+    assert "rel=next" in link, link
+    assert link.endswith(f"; timeout={settings.REALTIME_STREAM_REFRESH_SECONDS}"), link
+    assert settings.REALTIME_STREAM_REFRESH_SECONDS == 1800
+
+
+def test_unsigned_request_is_refused(client):
+    response = client.get("/events/?channel=probe-view")
+    assert response.status_code == 403

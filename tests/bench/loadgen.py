@@ -1,0 +1,180 @@
+"""Load generator: many SSE streams from one asyncio process; several processes share a load.
+
+Each stream is a raw HTTP/1.1 connection (what a browser's EventSource opens) read by a small
+incremental parser (chunked or not). Events whose data carries `"sent_at": UNIX_TIME` (what
+`manage.py probe_publish` sends) are timed from publish to receipt. A worker reports counters,
+its latency samples and its own CPU use, so a saturated client is visible in the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import resource
+import time
+from dataclasses import dataclass, field
+
+SENT_AT = re.compile(rb'"sent_at": ([0-9.]+)')
+
+
+@dataclass
+class Counters:
+    opened: int = 0
+    failed: int = 0  # could not open (refused, timeout, non-200)
+    dropped: int = 0  # ended by the server while we still wanted it
+    events: int = 0
+    keepalives: int = 0
+    connect_s: list[float] = field(default_factory=list)
+    latency_s: list[float] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, reason: str) -> None:
+        self.failed += 1
+        self.failures[reason] = self.failures.get(reason, 0) + 1
+
+
+class EventParser:
+    """Splits an SSE byte stream (optionally chunk-encoded) into events."""
+
+    def __init__(self, chunked: bool):
+        self.chunked = chunked
+        self.raw = b""
+        self.body = b""
+        self.chunk_left = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.chunked:
+            self.raw += data
+            while True:
+                if self.chunk_left == 0:
+                    end = self.raw.find(b"\r\n")
+                    if end < 0:
+                        break
+                    size = self.raw[:end].split(b";")[0].strip()
+                    self.raw = self.raw[end + 2 :]
+                    if not size:
+                        continue  # the CRLF after a chunk's data
+                    self.chunk_left = int(size, 16)
+                    if self.chunk_left == 0:
+                        break
+                take = self.raw[: self.chunk_left]
+                self.body += take
+                self.raw = self.raw[len(take) :]
+                self.chunk_left -= len(take)
+                if self.chunk_left:
+                    break
+        else:
+            self.body += data
+        events = self.body.split(b"\n\n")
+        self.body = events.pop()
+        return events
+
+
+async def open_stream(host, port, path, headers, timeout):
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    lines = [f"GET {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    writer.write("\r\n".join(lines).encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+    status = int(head.split(b" ", 2)[1])
+    chunked = b"transfer-encoding: chunked" in head.lower()
+    return reader, writer, status, chunked
+
+
+async def follow(target: dict, counters: Counters, stop: asyncio.Event, timeout: float) -> None:
+    started = time.monotonic()
+    try:
+        reader, writer, status, chunked = await open_stream(
+            target["host"], target["port"], target["path"], target["headers"], timeout
+        )
+    except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+        counters.fail(type(exc).__name__)
+        return
+    if status != 200:
+        counters.fail(f"HTTP {status}")
+        writer.close()
+        return
+    counters.opened += 1
+    counters.connect_s.append(time.monotonic() - started)
+    parser = EventParser(chunked)
+    try:
+        while not stop.is_set():
+            data = await reader.read(65536)
+            if not data:
+                counters.dropped += 1
+                return
+            now = time.time()
+            for event in parser.feed(data):
+                if b"event: keep-alive" in event:
+                    counters.keepalives += 1
+                    continue
+                match = SENT_AT.search(event)
+                if match:
+                    counters.events += 1
+                    counters.latency_s.append(now - float(match.group(1)))
+    except (OSError, asyncio.IncompleteReadError):
+        if not stop.is_set():
+            counters.dropped += 1
+    finally:
+        writer.close()
+
+
+async def run_worker(conn, target: dict) -> None:
+    """Serve commands from the parent: open N streams at a rate, report, close."""
+    counters = Counters()
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task] = []
+    loop = asyncio.get_running_loop()
+    while True:
+        command = await loop.run_in_executor(None, conn.recv)
+        kind = command["cmd"]
+        if kind == "open":
+            interval = 1.0 / command["rate"] if command.get("rate") else 0
+            due = time.monotonic()
+            for _ in range(command["count"]):
+                tasks.append(
+                    asyncio.create_task(follow(target, counters, stop, command["timeout"]))
+                )
+                if interval:
+                    due += interval
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                elif len(tasks) % 200 == 0:
+                    await asyncio.sleep(0)
+            conn.send({"ok": True})
+        elif kind == "report":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            report = {
+                "opened": counters.opened,
+                "failed": counters.failed,
+                "failures": counters.failures,
+                "dropped": counters.dropped,
+                "open_now": sum(1 for t in tasks if not t.done()),
+                "events": counters.events,
+                "keepalives": counters.keepalives,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+            }
+            if command.get("samples"):
+                report["latency_s"] = counters.latency_s
+                report["connect_s"] = counters.connect_s
+            if command.get("reset_samples"):
+                counters.latency_s, counters.events = [], 0
+            conn.send(report)
+        elif kind == "close":
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            tasks.clear()
+            conn.send({"ok": True})
+        elif kind == "exit":
+            conn.send({"ok": True})
+            return
+
+
+def worker_main(conn, target_json: str) -> None:
+    # One process can hold at most its open-file limit of streams: raise the soft limit to hard.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    asyncio.run(run_worker(conn, json.loads(target_json)))

@@ -1,0 +1,200 @@
+"""A benchmark run -> results/<run>/ (results.json, report.md, PNG plots) and results/summary.md."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+TARGET_LABELS = {
+    "kit": "kit: nginx, 2 Pushpin nodes",
+    "direct": "one Pushpin node, direct",
+    "stock": "Pushpin, stock limits",
+    "asgi": "Django under uvicorn, no Pushpin",
+}
+
+
+def machine() -> str:
+    cpus = open("/proc/cpuinfo").read().count("processor\t:")
+    mem = int(open("/proc/meminfo").read().split()[1]) // 2**20
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
+        "?",
+    )
+    return f"{platform.platform(terse=True)}, {cpus} cores ({model}), {mem} GiB"
+
+
+def ratio(a, b) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def table(headers: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def capacity_section(cap: dict) -> list[str]:
+    headers = ["streams", "opened", "failed connects", "connect rate", "held at end", "dropped"]
+    headers += ["alive at end", "Pushpin KiB/stream", "nginx KiB/stream"]
+    headers += ["Django req/s per 1,000 idle streams"]
+    row = [cap["streams_wanted"], cap["opened"], cap["failed_connects"]]
+    row += [f"{cap['connect_rate_per_s']}/s", f"{cap['held_at_end']} (after {cap['hold_s']} s)"]
+    row += [cap["dropped"], cap["alive_at_end"], cap["pushpin_kib_per_stream"]]
+    row += [cap["nginx_kib_per_stream"], cap["django_requests_per_s_per_1000"]]
+    return [
+        "## Capacity (kit chain, through nginx)",
+        "",
+        *table(headers, [row]),
+        f"Load generator CPU (s per process): {cap['loadgen_cpu_s']}.",
+        f"Connect failures: {cap['failures'] or 'none'}.",
+        "",
+    ]
+
+
+def fanout_section(fan: list[dict]) -> list[str]:
+    headers = ["target", "subscribers", "p50 ms", "p95 ms", "p99 ms", "max ms", "delivered"]
+    headers += ["failed connects"]
+    rows = [
+        [
+            TARGET_LABELS[r["target"]],
+            r["subscribers"],
+            r.get("p50_ms"),
+            r.get("p95_ms"),
+            r.get("p99_ms"),
+            r.get("max_ms"),
+            f"{r['delivered']}/{r['expected']}",
+            r["failed_connects"],
+        ]
+        for r in fan
+    ]
+    by = {(r["target"], r["subscribers"]): r.get("p99_ms") for r in fan}
+    ratios = [
+        [
+            size,
+            *(ratio(by.get((t, size)), by.get(("direct", size))) for t in ("kit", "stock", "asgi")),
+        ]
+        for size in sorted({r["subscribers"] for r in fan})
+    ]
+    return [
+        "## Fan-out latency (publish to receipt, one event at a time)",
+        "",
+        *table(headers, rows),
+        "p99 side by side, same run:",
+        "",
+        *table(["subscribers", "kit / direct", "stock / direct", "asgi / direct"], ratios),
+    ]
+
+
+def throughput_section(tput: list[dict]) -> list[str]:
+    headers = ["target", "subscribers", "publish rate", "offered deliveries/s", "delivered/s"]
+    headers += ["p99 latency ms", "publish call p50 / p99 ms"]
+    rows = [
+        [
+            TARGET_LABELS[r["target"]],
+            r["subscribers"],
+            f"{r['achieved_publish_rate']}/s",
+            r["offered_deliveries_per_s"],
+            r["delivered_per_s"],
+            r["latency"].get("p99_ms"),
+            f"{r['publish_call_ms'].get('p50')} / {r['publish_call_ms'].get('p99')}",
+        ]
+        for r in tput
+    ]
+    return ["## Throughput (sustained publishing)", "", *table(headers, rows)]
+
+
+def markdown(run: dict) -> str:
+    out = [f"# Benchmark ({run['mode']}), {run['started']}", "", f"Machine: {run['machine']}.", ""]
+    if run.get("capacity"):
+        out += capacity_section(run["capacity"])
+    if run.get("fanout"):
+        out += fanout_section(run["fanout"])
+    if run.get("throughput"):
+        out += throughput_section(run["throughput"])
+    return "\n".join(out)
+
+
+def plots(run: dict, folder: Path) -> list[str]:
+    made = []
+    fan = run.get("fanout", [])
+    if fan:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for target in TARGET_LABELS:
+            rows = sorted(
+                (r for r in fan if r["target"] == target and r.get("p99_ms")),
+                key=lambda r: r["subscribers"],
+            )
+            if rows:
+                ax.plot(
+                    [r["subscribers"] for r in rows],
+                    [r["p99_ms"] for r in rows],
+                    marker="o",
+                    label=f"{TARGET_LABELS[target]} p99",
+                )
+                ax.plot(
+                    [r["subscribers"] for r in rows],
+                    [r["p50_ms"] for r in rows],
+                    linestyle="--",
+                    alpha=0.6,
+                )
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="subscribers",
+            ylabel="publish → receipt (ms)",
+            title="Fan-out latency (p99 solid, p50 dashed)",
+        )
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "latency_vs_subscribers.png", dpi=110)
+        made.append("latency_vs_subscribers.png")
+
+        biggest = max(r["subscribers"] for r in fan)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in fan:
+            if r["subscribers"] == biggest and r["latency_s"]:
+                values = sorted(v * 1000 for v in r["latency_s"])
+                ax.plot(
+                    values,
+                    [i / len(values) for i in range(len(values))],
+                    label=TARGET_LABELS[r["target"]],
+                )
+        ax.set(
+            xscale="log",
+            xlabel="publish → receipt (ms)",
+            ylabel="fraction of deliveries",
+            title=f"Latency distribution, {biggest} subscribers",
+        )
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(folder / "latency_distribution.png", dpi=110)
+        made.append("latency_distribution.png")
+    cap = run.get("capacity")
+    if cap:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot([t for t, _ in cap["timeline"]], [n for _, n in cap["timeline"]])
+        ax.set(xlabel="seconds", ylabel="open streams", title="Streams held over time (kit chain)")
+        fig.tight_layout()
+        fig.savefig(folder / "streams_over_time.png", dpi=110)
+        made.append("streams_over_time.png")
+    plt.close("all")
+    return made
+
+
+def write(run: dict, results: Path) -> Path:
+    folder = results / run["started"].replace(":", "").replace("-", "")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(run, indent=1))
+    text = markdown(run)
+    images = plots(run, folder)
+    (folder / "report.md").write_text(
+        text + "\n" + "\n".join(f"![{i}]({i})" for i in images) + "\n"
+    )
+    (results / "summary.md").write_text(text + "\n")
+    return folder

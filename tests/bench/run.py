@@ -1,0 +1,91 @@
+"""`make bench` / `make bench-quick`: start the benchmark stack, run every scenario against every
+target in the same run, write results/<run>/ (JSON, Markdown, PNG) and results/summary.md.
+
+    python -m bench.run --quick        (about 2 minutes)
+    python -m bench.run                (about 15 minutes: 20,000 streams held 5 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import report, scenarios
+from bench.targets import BENCH, BenchStack
+
+MODES = {
+    "quick": {
+        "capacity": {"streams": 2000, "connect_rate": 500, "hold_s": 20},
+        "fanout_sizes": [100, 1000],
+        "fanout_events": 6,
+        "throughput": {"subscribers": [100], "rates": [50, 200], "seconds": 5},
+        "processes": 2,
+    },
+    "full": {
+        "capacity": {"streams": 20000, "connect_rate": 1000, "hold_s": 300},
+        "fanout_sizes": [100, 1000, 5000, 10000],
+        "fanout_events": 10,
+        "throughput": {"subscribers": [100, 1000], "rates": [50, 200, 400], "seconds": 8},
+        "processes": 4,
+    },
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
+    parser.add_argument("--keep", action="store_true", help="leave the benchmark stack running")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    cfg = MODES[mode]
+    started = time.monotonic()
+    run = {
+        "mode": mode,
+        "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": report.machine(),
+        "config": cfg,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = BenchStack(Path(tmp) / "bench.env")
+        print("==> bench: starting the stack and the comparison servers", flush=True)
+        stack.up()
+        try:
+            stack.wait_ready()
+            targets = stack.targets()
+            print("==> bench: capacity (kit)", flush=True)
+            run["capacity"] = scenarios.capacity(
+                stack, targets["kit"], processes=cfg["processes"], **cfg["capacity"]
+            )
+            run["fanout"] = []
+            for name in ("kit", "direct", "stock", "asgi"):
+                print(f"==> bench: fan-out ({name})", flush=True)
+                run["fanout"] += scenarios.fanout(
+                    targets[name], cfg["fanout_sizes"], events=cfg["fanout_events"], rate=2,
+                    connect_rate=500, processes=cfg["processes"],
+                )  # fmt: skip
+            run["throughput"] = []
+            for name in ("kit", "direct"):
+                for subscribers in cfg["throughput"]["subscribers"]:
+                    print(f"==> bench: throughput ({name}, {subscribers} subscribers)", flush=True)
+                    run["throughput"] += scenarios.throughput(
+                        targets[name], subscribers, cfg["throughput"]["rates"],
+                        cfg["throughput"]["seconds"], processes=cfg["processes"],
+                    )  # fmt: skip
+        finally:
+            if not args.keep:
+                stack.down()
+    run["duration_s"] = round(time.monotonic() - started)
+    folder = report.write(run, BENCH / "results")
+    print(report.markdown(run))
+    print(f"==> bench: {run['duration_s']} s; results in {folder.relative_to(BENCH.parents[1])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The production origin: `make up KIT_TLS_DIR=...` serves TLS with HTTP/2 (many SSE streams on
+one connection), HSTS and the usual security headers; plain HTTP only redirects. The
+certificate is self-signed, made by the test."""
+
+import datetime
+import ipaddress
+import os
+import threading
+import uuid
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from support.stack import free_port, new_stack
+
+pytestmark = pytest.mark.slow
+
+NGINX_GID = 10003
+
+
+def self_signed(directory) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    crt, pem = directory / "tls.crt", directory / "tls.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    # As the README asks of operators: the key readable by nginx's group only.
+    os.chown(directory, 0, NGINX_GID)
+    os.chmod(directory, 0o750)  # noqa: S103 - nginx (group) must reach the key
+    os.chown(pem, 0, NGINX_GID)
+    os.chmod(pem, 0o640)
+    return str(crt)
+
+
+@pytest.fixture(scope="module")
+def tls_stack(docker_client, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tls")
+    certs = tmp / "certs"
+    certs.mkdir()
+    ca = self_signed(certs)
+    https_port = free_port()
+    stack = new_stack(
+        tmp, "rtdash-tls", "172.31.64.0/24", KIT_TLS_DIR=str(certs), KIT_HTTPS_PORT=str(https_port)
+    )
+    stack.destroy()
+    try:
+        up = stack.make("up")
+        assert f"==> Dashboard: https://127.0.0.1:{https_port}/" in up.stdout, up.stdout[-500:]
+        yield stack, f"https://127.0.0.1:{https_port}", ca
+    finally:
+        stack.destroy()
+
+
+def test_https_with_http2_hsts_and_security_headers(tls_stack):
+    _stack, base, ca = tls_stack
+    with httpx.Client(http2=True, verify=ca) as client:
+        response = client.get(f"{base}/", follow_redirects=True)
+    assert response.status_code == 200
+    assert response.http_version == "HTTP/2", f"expected HTTP/2, got {response.http_version}"
+    headers = response.headers
+    assert headers["strict-transport-security"].startswith("max-age=63072000"), headers
+    expected = {
+        "x-content-type-options": "nosniff",
+        "x-frame-options": "DENY",
+        "referrer-policy": "same-origin",
+    }
+    for name, value in expected.items():
+        assert headers.get_list(name) == [value], (
+            f"{name}: expected once {value!r}, got {headers.get_list(name)}"
+        )
+    assert "permissions-policy" in headers
+    assert headers["server"] == "nginx", f"the server header names a version: {headers['server']}"
+
+
+def test_plain_http_redirects_to_https(tls_stack):
+    stack, _base, _ = tls_stack
+    response = httpx.get(f"http://127.0.0.1:{stack.http_port}/dashboards/", follow_redirects=False)
+    assert response.status_code == 301
+    assert response.headers["location"] == "https://127.0.0.1/dashboards/"
+
+
+def test_many_event_streams_share_one_http2_connection(tls_stack):
+    """More than the 6 streams HTTP/1.1 allows a page, all on one connection, all live."""
+    stack, base, ca = tls_stack
+    channel = f"probe-h2-{uuid.uuid4().hex[:6]}"
+    count = 10
+    opened, received = threading.Barrier(count + 1, timeout=30), []
+    lock = threading.Lock()
+
+    with httpx.Client(http2=True, verify=ca, timeout=httpx.Timeout(30, read=30)) as client:
+
+        def follow():
+            with client.stream("GET", f"{base}/events/?channel={channel}") as response:
+                assert response.http_version == "HTTP/2"
+                lines = response.iter_lines()
+                for line in lines:
+                    if line == "event: stream-open":
+                        break
+                opened.wait()
+                for line in lines:
+                    if line.startswith("data: ") and "over-h2" in line:
+                        with lock:
+                            received.append(line)
+                        return
+
+        threads = [threading.Thread(target=follow, daemon=True) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        opened.wait()
+        connections = stack.container("nginx").exec_run(
+            "ss -tnH state established ( sport = :8443 )"
+        )
+        assert len(connections.output.decode().splitlines()) == 1, (
+            f"expected the {count} streams on one TCP connection:\n{connections.output.decode()}"
+        )
+        stack.publish(channel, "update", "over-h2")
+        for thread in threads:
+            thread.join(10)
+    assert len(received) == count, f"{len(received)} of {count} HTTP/2 streams got the event"

@@ -1,0 +1,314 @@
+"""Rules every workload of every overlay follows: probes that test the real thing, requests and
+limits, the "restricted" Pod Security settings with the images' own users, writable paths on
+volumes, service accounts without tokens, disruption budgets, graceful rollouts."""
+
+import re
+
+import pytest
+
+from support.k8s import (
+    REPO,
+    all_containers,
+    container_port,
+    containers,
+    image_of,
+    image_user,
+    label,
+    pod_spec,
+    quantity,
+)
+
+# Containers that run to completion (the migrate Job) get no probes: a readiness probe means
+# nothing there, and the Job's backoffLimit and activeDeadlineSeconds bound it instead.
+RUN_TO_COMPLETION = ("Job",)
+
+
+def long_running(overlay):
+    for workload, container, is_init in all_containers(overlay):
+        if not is_init and workload["kind"] not in RUN_TO_COMPLETION:
+            yield workload, container
+
+
+def test_every_long_running_container_has_both_probes(overlay):
+    missing = [
+        f"{label(w, c)}: no {probe}"
+        for w, c in long_running(overlay)
+        for probe in ("readinessProbe", "livenessProbe")
+        if probe not in c
+    ]
+    assert not missing, f"{overlay.name}: expected readiness and liveness probes:\n" + "\n".join(
+        missing
+    )
+
+
+def test_probe_ports_are_the_containers_own(overlay):
+    wrong = []
+    for w, c in long_running(overlay):
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            action = c.get(probe, {}).get("httpGet") or c.get(probe, {}).get("tcpSocket")
+            if action and container_port(c, action["port"]) is None:
+                wrong.append(f"{label(w, c)} {probe}: port {action['port']!r} is not declared")
+    assert not wrong, f"{overlay.name}:\n" + "\n".join(wrong)
+
+
+def test_jobs_are_bounded(overlay):
+    for job in overlay.of_kind("Job"):
+        spec = job["spec"]
+        for key in ("backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+            assert key in spec, f"{overlay.name}: Job {job['metadata']['name']} has no {key}"
+
+
+def _probe(overlay, workload, container, probe):
+    pod = containers(overlay.workload(workload), init=False)
+    found = [c for c in pod if c["name"] == container]
+    assert found, f"{overlay.name}: {workload} has no container {container!r}"
+    assert probe in found[0], f"{overlay.name}: {workload}/{container} has no {probe}"
+    return found[0][probe]
+
+
+def test_app_probes_test_the_database_and_a_worker(overlay):
+    readiness = _probe(overlay, "app", "app", "readinessProbe")["httpGet"]
+    assert readiness["path"] == "/healthz", f"app readiness: expected /healthz, got {readiness}"
+    health = (REPO / "app/realtime/health.py").read_text()
+    assert '"/healthz"' in health and "SELECT 1" in health, (
+        "app/realtime/health.py no longer answers /healthz with a database query"
+    )
+    # Liveness must not depend on the database: a static file, served by whitenoise.
+    liveness = _probe(overlay, "app", "app", "livenessProbe")["httpGet"]["path"]
+    assert liveness.startswith("/static/"), f"app liveness: expected a static file, got {liveness}"
+    relative = liveness.removeprefix("/static/")
+    assert list(REPO.glob(f"app/*/static/{relative}")), (
+        f"app liveness probes {liveness}, but no app/*/static/{relative} exists in the repository"
+    )
+
+
+def test_nginx_probes_go_through_nginx(overlay):
+    site = (REPO / "nginx/origin.conf").read_text()
+    readiness = _probe(overlay, "nginx", "nginx", "readinessProbe")["httpGet"]
+    # /healthz is not one of nginx's own locations: nginx proxies it to the app.
+    assert readiness["path"] == "/healthz" and "location = /healthz" not in site, (
+        f"nginx readiness: expected /healthz proxied to the app, got {readiness}"
+    )
+    liveness = _probe(overlay, "nginx", "nginx", "livenessProbe")["httpGet"]["path"]
+    assert f"location = {liveness}" in site, (
+        f"nginx liveness probes {liveness}, which nginx/origin.conf does not answer itself"
+    )
+
+
+def test_pushpin_probes_run_the_images_healthcheck(overlay):
+    healthcheck = "/usr/local/lib/pushpin-kit/healthcheck"
+    assert re.search(
+        r"^COPY .*\bhealthcheck\b.* /usr/local/lib/pushpin-kit/$",
+        (REPO / "pushpin/Dockerfile").read_text(),
+        re.MULTILINE,
+    ), f"pushpin/Dockerfile no longer installs {healthcheck}"
+    liveness = " ".join(_probe(overlay, "pushpin", "pushpin", "livenessProbe")["exec"]["command"])
+    readiness = " ".join(_probe(overlay, "pushpin", "pushpin", "readinessProbe")["exec"]["command"])
+    assert healthcheck in liveness, f"pushpin liveness: expected {healthcheck}, got {liveness!r}"
+    assert healthcheck in readiness and "127.0.0.1:7999/events/" in readiness, (
+        f"pushpin readiness: expected the healthcheck and the /events/ route, got {readiness!r}"
+    )
+
+
+def test_ticker_probes_watch_its_heartbeat(overlay):
+    ticker = containers(overlay.workload("ticker"), init=False)[0]
+    command = ticker.get("command", []) + ticker.get("args", [])
+    assert "--heartbeat-file" in command, f"ticker: expected --heartbeat-file in {command}"
+    heartbeat = command[command.index("--heartbeat-file") + 1]
+    for probe in ("readinessProbe", "livenessProbe"):
+        probed = " ".join(ticker[probe]["exec"]["command"])
+        assert heartbeat in probed, f"ticker {probe}: expected it to check {heartbeat}: {probed}"
+
+
+def test_every_container_has_requests_and_limits(overlay):
+    problems = []
+    for w, c, _ in all_containers(overlay):
+        resources = c.get("resources", {})
+        for resource in ("cpu", "memory"):
+            request = resources.get("requests", {}).get(resource)
+            limit = resources.get("limits", {}).get(resource)
+            if request is None or limit is None:
+                problems.append(f"{label(w, c)}: {resource} request={request} limit={limit}")
+            elif quantity(request) > quantity(limit):
+                problems.append(f"{label(w, c)}: {resource} request {request} > limit {limit}")
+    assert not problems, f"{overlay.name}: expected requests <= limits:\n" + "\n".join(problems)
+
+
+def test_restricted_pod_security(overlay):
+    problems = []
+    for workload in overlay.workloads():
+        spec = pod_spec(workload)
+        pod = spec.get("securityContext", {})
+        name = f"{workload['kind']}/{workload['metadata']['name']}"
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(key):
+                problems.append(f"{name}: {key} is set")
+        if any("hostPath" in v for v in spec.get("volumes", [])):
+            problems.append(f"{name}: mounts a hostPath volume")
+        for container in containers(workload):
+            ctx = {**pod, **container.get("securityContext", {})}
+            where = label(workload, container)
+            expected = {
+                "runAsNonRoot": True,
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "seccompProfile": {"type": "RuntimeDefault"},
+                "capabilities": {"drop": ["ALL"]},
+            }
+            for key, value in expected.items():
+                if ctx.get(key) != value:
+                    problems.append(f"{where}: {key} expected {value}, got {ctx.get(key)}")
+            if ctx.get("privileged"):
+                problems.append(f"{where}: privileged")
+            image = image_of(container)
+            if image and ctx.get("runAsUser") != image_user(image):
+                problems.append(
+                    f"{where}: runAsUser expected {image_user(image)} (USER of {image}/Dockerfile)"
+                    f", got {ctx.get('runAsUser')}"
+                )
+            if any("hostPort" in p for p in container.get("ports", [])):
+                problems.append(f"{where}: uses a hostPort")
+    assert not problems, f"{overlay.name}:\n" + "\n".join(problems)
+
+
+def _writable_mounts(workload, container):
+    volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}
+    return [
+        m["mountPath"]
+        for m in container.get("volumeMounts", [])
+        if not m.get("readOnly")
+        and ("emptyDir" in volumes[m["name"]] or "persistentVolumeClaim" in volumes[m["name"]])
+    ]
+
+
+def _is_under(path, mounts):
+    return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def _paths_written(container):
+    """What a container writes (the root filesystem is read-only): from the repo's files."""
+    image, name = image_of(container), container["name"]
+    if image == "nginx":
+        conf = (REPO / "nginx/nginx.conf").read_text()
+        return re.findall(r"^\s*(?:pid|\w+_temp_path)\s+(\S+?)/?;", conf, re.MULTILINE)
+    if image == "pushpin":
+        run_pushpin = (REPO / "pushpin/run-pushpin").read_text()
+        run_dir = re.search(r"run_dir=\$\{PUSHPIN_RUN_DIR:-([^}]+)\}", run_pushpin).group(1)
+        return [run_dir]
+    if image == "app":
+        # gunicorn's worker heartbeat files and Python's tempfile; the ticker's heartbeat.
+        command = container.get("command", []) + container.get("args", [])
+        if "--heartbeat-file" in command:
+            return ["/tmp", command[command.index("--heartbeat-file") + 1]]
+        return ["/tmp"]
+    raise AssertionError(f"container {name!r} runs an image this test does not know")
+
+
+def test_what_containers_write_is_on_a_volume(overlay):
+    problems = []
+    for w, c, _ in all_containers(overlay):
+        mounts = _writable_mounts(w, c)
+        for path in _paths_written(c):
+            if not _is_under(path, mounts):
+                problems.append(f"{label(w, c)}: writes {path}, writable mounts are {mounts}")
+    assert not problems, f"{overlay.name}: read-only root filesystem:\n" + "\n".join(problems)
+
+
+def test_service_accounts_exist_without_tokens(overlay):
+    problems = []
+    for workload in overlay.workloads():
+        spec = pod_spec(workload)
+        name = f"{workload['kind']}/{workload['metadata']['name']}"
+        account = spec.get("serviceAccountName", "default")
+        sa = overlay.find("ServiceAccount", account)
+        if sa is None:
+            problems.append(f"{name}: ServiceAccount {account!r} is not in the render")
+        elif sa.get("automountServiceAccountToken") is not False:
+            problems.append(f"ServiceAccount {account}: automountServiceAccountToken not false")
+        if spec.get("automountServiceAccountToken") is not False:
+            problems.append(f"{name}: pod automountServiceAccountToken expected false")
+    assert not problems, f"{overlay.name}:\n" + "\n".join(problems)
+
+
+def _min_replicas(overlay, deployment):
+    for hpa in overlay.of_kind("HorizontalPodAutoscaler"):
+        if hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]:
+            return hpa["spec"].get("minReplicas", 1)
+    return deployment["spec"].get("replicas", 1)
+
+
+def test_served_deployments_have_a_budget_that_never_blocks_a_drain(overlay):
+    served = {
+        name for service in overlay.of_kind("Service") for name in overlay.workloads_behind(service)
+    }
+    assert served == {"app", "pushpin", "nginx"}, f"{overlay.name}: Services select {served}"
+    pdbs = overlay.of_kind("PodDisruptionBudget")
+    for name in sorted(served):
+        deployment = overlay.get("Deployment", name)
+        budgets = [p for p in pdbs if name in overlay.workloads_selected_by(p["spec"]["selector"])]
+        assert len(budgets) == 1, (
+            f"{overlay.name}: expected one PodDisruptionBudget for {name}, got {len(budgets)}"
+        )
+        spec = budgets[0]["spec"]
+        replicas = _min_replicas(overlay, deployment)
+        allowed = (
+            int(spec["maxUnavailable"])
+            if "maxUnavailable" in spec
+            else replicas - int(spec["minAvailable"])
+        )
+        assert allowed >= 1, (
+            f"{overlay.name}: PDB {budgets[0]['metadata']['name']} lets {allowed} of {replicas} "
+            f"{name} pod(s) go: expected at least 1, or node drains block"
+        )
+
+
+def _sleep(container):
+    command = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    assert command[:1] == ["sleep"], f"{container['name']}: expected preStop sleep, got {command}"
+    return int(command[1])
+
+
+def test_graceful_rollouts(overlay):
+    for deployment in overlay.of_kind("Deployment"):
+        name, spec = deployment["metadata"]["name"], deployment["spec"]
+        strategy = spec.get("strategy", {})
+        if name == "ticker":
+            # A singleton: two tickers would publish every value twice.
+            assert strategy.get("type") == "Recreate" and spec.get("replicas") == 1, (
+                f"{overlay.name}: ticker expected Recreate with 1 replica, got {strategy}"
+            )
+            continue
+        rolling = strategy.get("rollingUpdate", {})
+        assert strategy.get("type") == "RollingUpdate" and rolling.get("maxUnavailable") in (
+            0,
+            "0%",
+        ), f"{overlay.name}: {name} expected RollingUpdate with maxUnavailable 0, got {strategy}"
+
+
+def _seconds(pattern, path):
+    match = re.search(pattern, (REPO / path).read_text(), re.MULTILINE)
+    assert match, f"{path}: expected to find {pattern!r}"
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize(
+    ("deployment", "drain"),
+    [
+        # nginx closes open event streams after worker_shutdown_timeout.
+        ("nginx", lambda: _seconds(r"^worker_shutdown_timeout (\d+)s;", "nginx/nginx.conf")),
+        # gunicorn finishes requests in flight within graceful_timeout.
+        ("app", lambda: _seconds(r"^graceful_timeout = (\d+)", "app/gunicorn.conf.py")),
+        # Pushpin closes its streams at once; clients reconnect elsewhere.
+        ("pushpin", lambda: 0),
+    ],
+)
+def test_connections_drain_before_the_pod_is_killed(overlay, deployment, drain):
+    workload = overlay.get("Deployment", deployment)
+    container = containers(workload, init=False)[0]
+    sleep = _sleep(container)
+    grace = pod_spec(workload).get("terminationGracePeriodSeconds", 30)
+    assert sleep >= 5, f"{deployment}: preStop sleeps {sleep} s; endpoints need a few seconds"
+    assert grace > sleep + drain(), (
+        f"{overlay.name}: {deployment} terminationGracePeriodSeconds {grace} must exceed "
+        f"preStop {sleep} s + drain {drain()} s"
+    )
