@@ -8,13 +8,18 @@ restart test last but one, the failing deploy last)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import os
 import re
 import socket
+import ssl
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 
+import httpx
 import pytest
 import requests
 import testinfra
@@ -182,7 +187,7 @@ def test_redeploy_repairs_drift_reloading_what_can_reload(deployment):
     result = playbook(deployment.env)
     changed = changed_tasks(result.stdout)
     for task, host in (
-        ("nginx : Install nginx.conf and site.conf", edge.name),
+        ("nginx : Install the nginx config", edge.name),
         ("nginx : Reload nginx", edge.name),
         ("pushpin : Check that the firewall table is loaded", node.name),
         ("pushpin : Apply the pushpin firewall", node.name),
@@ -307,6 +312,8 @@ SHARED_FILES = [
     ("pushpin", "/usr/local/lib/pushpin-kit/render-config", "pushpin/render-config"),
     ("pushpin", "/usr/local/lib/pushpin-kit/healthcheck", "pushpin/healthcheck"),
     ("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
+    ("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
+    ("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
     ("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
 ]
 
@@ -548,6 +555,60 @@ def test_after_a_node_restarts_reconnecting_clients_lose_no_event(deployment):
     finally:
         for stream in again:
             stream.close()
+
+
+# --- The TLS origin ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory, deployment):
+    """A self-signed certificate for the nginx host's address, as nginx_tls_dir wants it."""
+    directory = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "1", "-subj", "/CN=rtdash-ansible-test",
+            "-addext", f"subjectAltName=IP:{deployment.nginx.address}",
+            "-keyout", str(directory / "tls.key"), "-out", str(directory / "tls.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return directory
+
+
+def test_tls_origin_with_http2_after_a_reload(deployment, hosts, tls_dir):
+    cluster, edge = deployment.cluster, deployment.nginx
+    pid = main_pid(cluster, edge.name, "nginx.service")
+    playbook(deployment.env, "-e", json.dumps({"nginx_tls_dir": str(tls_dir)}))
+    assert main_pid(cluster, edge.name, "nginx.service") == pid, "nginx restarted, not reloaded"
+
+    host = hosts[edge.name]
+    expected = (REPO / "nginx/site-tls.conf").read_text()
+    assert host.file("/etc/nginx/kit/site.conf").content_string == expected
+    key = host.file("/etc/nginx/tls/tls.key")
+    assert (key.user, key.group, key.mode) == ("root", "nginx", 0o640), (
+        f"tls.key {key.user}:{key.group} {oct(key.mode)}"
+    )
+    assert key.content_string == (tls_dir / "tls.key").read_text()
+
+    origin = f"https://{edge.address}:8443"
+    trust = ssl.create_default_context(cafile=str(tls_dir / "tls.crt"))
+    with httpx.Client(http2=True, verify=trust, timeout=10) as client:
+        health = client.get(f"{origin}/nginx-health")
+        assert (health.status_code, health.http_version) == (200, "HTTP/2"), health
+        assert "max-age" in health.headers.get("strict-transport-security", "")
+        plain = client.get(f"http://{edge.address}:8080/", follow_redirects=False)
+        assert plain.status_code == 301 and plain.headers["location"].startswith("https://")
+
+        chan = channel()
+        with client.stream("GET", f"{origin}/events/?channel={chan}") as stream:
+            assert stream.status_code == 200, stream.status_code
+            lines = stream.iter_lines()  # a read waiting over 10 s fails the test
+            opened = any(line == "event: stream-open" for line in itertools.islice(lines, 50))
+            assert opened, "no stream-open on the TLS origin"
+            publish(deployment, chan, "secure", "over-tls")
+            assert next(ln for ln in lines if "over-tls" in ln) == "data: over-tls"
 
 
 # --- A deploy without its secrets -------------------------------------------------------------
