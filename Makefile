@@ -8,6 +8,10 @@ VENV ?= .venv
 PROJECT ?= rtdash
 ENV_FILE ?= compose/.env
 PYTEST_ARGS ?=
+# `make deploy`: the inventory ansible/inventories/$(INVENTORY). No default on purpose: a deploy
+# always names its environment. ANSIBLE_ARGS: e.g. --check --diff, --ask-vault-pass.
+INVENTORY ?=
+ANSIBLE_ARGS ?=
 
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
@@ -26,7 +30,7 @@ COMPOSE = docker compose $(COMPOSE_FILES) $(COMPOSE_PROFILE) -p $(PROJECT) --env
 COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
   docker compose $(COMPOSE_FILES) --profile '*' -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
 
-.PHONY: help venv prepare up down logs ps status test lint bench bench-quick
+.PHONY: help venv prepare up down logs ps status test lint deploy bench bench-quick
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,10 +73,17 @@ test: venv ## Run every test (starts real stacks, hosts and a browser)
 	@compose/prepare-host.sh --with-browser
 	@$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff, yamllint
+lint: venv ## ruff, yamllint, ansible-lint
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/yamllint --strict .
+	@cd ansible && $(BIN)/ansible-lint --profile production
+
+deploy: venv ## Deploy onto Linux hosts: make deploy INVENTORY=<env> [ANSIBLE_ARGS=...]
+	@[ -n "$(INVENTORY)" ] && [ -d ansible/inventories/$(INVENTORY) ] || { \
+	  echo "make deploy: set INVENTORY to one of: $$(ls ansible/inventories | tr '\n' ' ')" >&2; exit 2; }
+	@ANSIBLE_CONFIG=ansible/ansible.cfg $(BIN)/ansible-playbook \
+	  -i ansible/inventories/$(INVENTORY) ansible/deploy.yml $(ANSIBLE_ARGS)
 
 # Kubernetes (kustomize overlays in k8s/overlays; the README's "Deploying to Kubernetes").
 KUBECTL ?= kubectl
