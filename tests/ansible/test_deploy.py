@@ -216,6 +216,9 @@ SERVICES = {
         {"pushpin", "condure", "zurl", "pushpin-proxy", "pushpin-handler"},
     ),
     "nginx.service": ("nginx", "nginx", {"nginx"}),
+    # Debian's units, as packaged (ps shows 15 characters of a command).
+    "prometheus-nginx-exporter.service": ("nginx", "prometheus", {"prometheus-ngin"}),
+    "prometheus.service": ("monitoring", "prometheus", {"prometheus"}),
 }
 
 
@@ -271,15 +274,21 @@ def test_packaged_units_are_replaced_by_the_kits(deployment, hosts):
 
 # group -> {listening address: the unit whose process listens}; ADDR: the internal address.
 LISTENING = {
-    "app": {"ADDR:8000": "app.service"},
+    "app": {"ADDR:8000": "app.service", "ADDR:9808": "app.service", "ADDR:9809": "ticker.service"},
     "pushpin": {
         "0.0.0.0:7999": "pushpin.service",
         "ADDR:5561": "pushpin.service",
+        "ADDR:9810": "pushpin.service",
         "127.0.0.1:5560": "pushpin.service",
         "127.0.0.1:5562": "pushpin.service",
         "127.0.0.1:5563": "pushpin.service",
     },
-    "nginx": {"0.0.0.0:8080": "nginx.service", "[::]:8080": "nginx.service"},
+    "nginx": {
+        "0.0.0.0:8080": "nginx.service",
+        "[::]:8080": "nginx.service",
+        "ADDR:9113": "prometheus-nginx-exporter.service",
+    },
+    "monitoring": {"ADDR:9090": "prometheus.service"},
 }
 
 
@@ -315,6 +324,9 @@ SHARED_FILES = [
     ("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
     ("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
     ("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
+    ("nginx", "/etc/nginx/kit/status.conf", "nginx/status.conf"),
+    ("monitoring", "/etc/prometheus/prometheus.yml", "monitoring/prometheus.yml"),
+    ("monitoring", "/etc/prometheus/rules.yml", "monitoring/rules.yml"),
 ]
 
 
@@ -448,6 +460,115 @@ def test_publish_port_is_reachable_only_from_the_app_hosts(deployment):
         with socket.socket() as sock:  # nor does it from anywhere else (this machine)
             sock.settimeout(2)
             assert sock.connect_ex((node.address, 5561)) != 0, f"{node.address}:5561 reachable"
+
+
+# --- Monitoring -------------------------------------------------------------------------------
+
+
+def prometheus(deployment, expr: str) -> list[dict]:
+    mon = deployment.host("monitoring")
+    response = requests.get(
+        f"http://{mon.address}:9090/api/v1/query", params={"query": expr}, timeout=10
+    )
+    body = response.json()
+    assert body.get("status") == "success", f"Prometheus on {mon.name}: {expr}: {body}"
+    return body["data"]["result"]
+
+
+def wait_prometheus(deployment, expr: str, predicate, timeout: float, what: str) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    result: list[dict] = []
+    while time.monotonic() < deadline:
+        result = prometheus(deployment, expr)
+        if predicate(result):
+            return result
+        time.sleep(1)
+    raise AssertionError(f"after {timeout:.0f} s, expected {what}; {expr} gave {result}")
+
+
+def scrape_targets(deployment) -> set[tuple[str, str]]:
+    cluster = deployment.cluster
+    (app, *_), nodes, edges = (cluster.by_group(g) for g in ("app", "pushpin", "nginx"))
+    return {
+        ("app", f"{app.address}:9808"),
+        ("ticker", f"{app.address}:9809"),
+        *(("pushpin", f"{n.address}:9810") for n in nodes),
+        *(("nginx", f"{e.address}:9113") for e in edges),
+        ("prometheus", "localhost:9090"),
+    }
+
+
+def test_prometheus_scrapes_every_host_of_the_inventory(deployment, hosts):
+    expected = scrape_targets(deployment)
+    result = wait_prometheus(
+        deployment,
+        "up",
+        lambda r: (
+            {(s["metric"]["job"], s["metric"]["instance"]) for s in r if s["value"][1] == "1"}
+            == expected
+        ),
+        60,
+        f"up == 1 for exactly {sorted(expected)}",
+    )
+    print(f"Prometheus: {len(result)} targets up")
+    # The target lists are the inventory's hosts; the jobs add the ports.
+    mon = hosts[deployment.host("monitoring").name]
+    nodes = [n.address for n in deployment.cluster.by_group("pushpin")]
+    listed = yaml.safe_load(mon.file("/etc/prometheus/targets/pushpin.yml").content_string)
+    assert listed == [{"targets": nodes}], f"targets/pushpin.yml: {listed}"
+    rules = requests.get(
+        f"http://{deployment.host('monitoring').address}:9090/api/v1/rules", timeout=10
+    ).json()["data"]["groups"]
+    loaded = {rule["name"] for group in rules for rule in group["rules"]}
+    shipped = yaml.safe_load((REPO / "monitoring/rules.yml").read_text())["groups"]
+    assert loaded == {r["alert"] for g in shipped for r in g["rules"]}, f"loaded: {loaded}"
+
+
+def test_the_ops_figures_on_the_app_host(deployment):
+    app = deployment.host("app")
+    status, out = deployment.cluster.exec(app.name, "rtdash-manage", "opsstatus", "--sample", "1")
+    assert status == 0, f"opsstatus on {app.name}: {out}"
+    for node in deployment.cluster.by_group("pushpin"):
+        assert re.search(rf"^{re.escape(node.address)}:5561\s+up\s", out, re.M), out
+    assert f"http://{app.address}:9808/metrics" in out, f"the app's counters not read:\n{out}"
+
+
+def test_a_stopped_node_goes_down_raises_its_alert_and_counts_failures(deployment):
+    cluster, node = deployment.cluster, deployment.host("pushpin", 1)
+    instance, name = f"{node.address}:9810", f"{node.address}:5561"
+    status, out = cluster.exec(node.name, "systemctl", "stop", "pushpin")
+    assert status == 0, f"systemctl stop pushpin on {node.name}: {out}"
+    try:
+        wait_prometheus(
+            deployment,
+            f'up{{job="pushpin", instance="{instance}"}}',
+            lambda r: r and r[0]["value"][1] == "0",
+            30,
+            f"{instance} down",
+        )
+        alerts = wait_prometheus(
+            deployment,
+            f'ALERTS{{alertname="PushpinNodeDown", instance="{instance}"}}',
+            lambda r: r and r[0]["metric"]["alertstate"] in ("pending", "firing"),
+            40,
+            "PushpinNodeDown pending or firing",
+        )
+        print(f"PushpinNodeDown {alerts[0]['metric']['alertstate']} for {instance}")
+        # The ticker publishes every second to every node of the inventory: refused, counted.
+        wait_prometheus(
+            deployment,
+            f'increase(rtdash_pushpin_publish_failures_total{{job="ticker", node="{name}"}}[1m])',
+            lambda r: r and float(r[0]["value"][1]) > 0,
+            40,
+            f"the ticker's failures to {name} rising",
+        )
+    finally:
+        status, out = cluster.exec(node.name, "systemctl", "start", "pushpin")
+        assert status == 0, f"systemctl start pushpin on {node.name}: {out}"
+    deadline = time.monotonic() + 30
+    while cluster.exec(node.name, "/usr/local/lib/pushpin-kit/healthcheck")[0] != 0:
+        assert time.monotonic() < deadline, f"{node.name} not healthy 30 s after its start"
+        time.sleep(0.5)
 
 
 # --- End to end -------------------------------------------------------------------------------
