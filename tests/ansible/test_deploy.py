@@ -494,7 +494,7 @@ def scrape_targets(deployment) -> set[tuple[str, str]]:
         ("ticker", f"{app.address}:9809"),
         *(("pushpin", f"{n.address}:9810") for n in nodes),
         *(("nginx", f"{e.address}:9113") for e in edges),
-        ("prometheus", "localhost:9090"),
+        ("prometheus", f"{deployment.host('monitoring').address}:9090"),
     }
 
 

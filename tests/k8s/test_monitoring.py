@@ -34,9 +34,12 @@ PROMETHEUS = yaml.safe_load((REPO / "monitoring/prometheus.yml").read_text())
 
 
 def job_ports() -> dict[str, int]:
-    """{job: port} as monitoring/prometheus.yml scrapes them (its relabelling adds the port)."""
+    """{job: port} as monitoring/prometheus.yml scrapes the kit's components (its relabelling
+    adds the port); not Prometheus itself (the operator's Prometheus scrapes itself)."""
     ports = {}
     for job in PROMETHEUS["scrape_configs"]:
+        if job["job_name"] == "prometheus":
+            continue
         for relabel in job.get("relabel_configs", []):
             if relabel.get("target_label") == "__address__":
                 ports[job["job_name"]] = int(relabel["replacement"].rsplit(":", 1)[1])
