@@ -37,6 +37,7 @@ from support.ansible_hosts import (
     recap,
     stopped_before_any_host,
 )
+from support.monitoring import wait_query
 from support.sse import SSEStream
 from support.stack import REPO
 
@@ -465,25 +466,12 @@ def test_publish_port_is_reachable_only_from_the_app_hosts(deployment):
 # --- Monitoring -------------------------------------------------------------------------------
 
 
-def prometheus(deployment, expr: str) -> list[dict]:
-    mon = deployment.host("monitoring")
-    response = requests.get(
-        f"http://{mon.address}:9090/api/v1/query", params={"query": expr}, timeout=10
-    )
-    body = response.json()
-    assert body.get("status") == "success", f"Prometheus on {mon.name}: {expr}: {body}"
-    return body["data"]["result"]
+def prometheus_url(deployment) -> str:
+    return f"http://{deployment.host('monitoring').address}:9090"
 
 
 def wait_prometheus(deployment, expr: str, predicate, timeout: float, what: str) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    result: list[dict] = []
-    while time.monotonic() < deadline:
-        result = prometheus(deployment, expr)
-        if predicate(result):
-            return result
-        time.sleep(1)
-    raise AssertionError(f"after {timeout:.0f} s, expected {what}; {expr} gave {result}")
+    return wait_query(prometheus_url(deployment), expr, predicate, timeout, what)
 
 
 def scrape_targets(deployment) -> set[tuple[str, str]]:
@@ -516,9 +504,8 @@ def test_prometheus_scrapes_every_host_of_the_inventory(deployment, hosts):
     nodes = [n.address for n in deployment.cluster.by_group("pushpin")]
     listed = yaml.safe_load(mon.file("/etc/prometheus/targets/pushpin.yml").content_string)
     assert listed == [{"targets": nodes}], f"targets/pushpin.yml: {listed}"
-    rules = requests.get(
-        f"http://{deployment.host('monitoring').address}:9090/api/v1/rules", timeout=10
-    ).json()["data"]["groups"]
+    rules = requests.get(f"{prometheus_url(deployment)}/api/v1/rules", timeout=10).json()
+    rules = rules["data"]["groups"]
     loaded = {rule["name"] for group in rules for rule in group["rules"]}
     shipped = yaml.safe_load((REPO / "monitoring/rules.yml").read_text())["groups"]
     assert loaded == {r["alert"] for g in shipped for r in g["rules"]}, f"loaded: {loaded}"

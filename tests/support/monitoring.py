@@ -60,22 +60,32 @@ class MonitoringStack:
     def pushpin_hosts(self) -> list[str]:
         return [c.name for c in self.stack.containers("pushpin")]
 
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
     def query(self, expr: str) -> list[dict]:
-        response = requests.get(
-            f"http://127.0.0.1:{self.prometheus_port}/api/v1/query",
-            params={"query": expr},
-            timeout=10,
-        )
-        body = response.json()
-        assert body.get("status") == "success", f"Prometheus query {expr!r}: {body}"
-        return body["data"]["result"]
+        return query(self.prometheus_url, expr)
 
     def wait_query(self, expr: str, predicate, timeout: float, what: str) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        result: list[dict] = []
-        while time.monotonic() < deadline:
-            result = self.query(expr)
-            if predicate(result):
-                return result
-            time.sleep(1)
-        raise AssertionError(f"after {timeout:.0f} s, expected {what}; {expr} gave {result}")
+        return wait_query(self.prometheus_url, expr, predicate, timeout, what)
+
+
+def query(prometheus_url: str, expr: str) -> list[dict]:
+    """An instant query to the Prometheus at `prometheus_url`: its result list."""
+    response = requests.get(f"{prometheus_url}/api/v1/query", params={"query": expr}, timeout=10)
+    body = response.json()
+    assert body.get("status") == "success", f"Prometheus {prometheus_url}: {expr!r}: {body}"
+    return body["data"]["result"]
+
+
+def wait_query(prometheus_url: str, expr: str, predicate, timeout: float, what: str) -> list[dict]:
+    """Repeat `expr` until `predicate(result)` holds; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    result: list[dict] = []
+    while time.monotonic() < deadline:
+        result = query(prometheus_url, expr)
+        if predicate(result):
+            return result
+        time.sleep(1)
+    raise AssertionError(f"after {timeout:.0f} s, expected {what}; {expr} gave {result}")
