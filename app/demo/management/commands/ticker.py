@@ -1,5 +1,4 @@
 import logging
-import signal
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from demo.dashboards import LiveDashboard
 from ops.publisher import OpsPublisher
 from realtime import metrics as app_metrics
 from realtime.publishing import get_cluster
+from realtime.shutdown import StopOnSignal
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +36,7 @@ class Command(BaseCommand):
         components = {c.key: c for c in LiveDashboard().get_components()}
         stat, chart = components["load"], components["load_history"]
         history: deque[tuple[str, float]] = deque(maxlen=60)
-        stopping = False
-
-        def stop(signum, frame):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        stopping = StopOnSignal()
         # This process's publish counters, for Prometheus (internal address only).
         app_metrics.serve(settings.METRICS_ADDR, settings.TICKER_METRICS_PORT)
         ops = OpsPublisher()

@@ -1,6 +1,5 @@
 import json
 import logging
-import signal
 import statistics
 import time
 
@@ -9,6 +8,7 @@ from django_eventstream import send_event
 
 from realtime import channels
 from realtime.publishing import get_cluster
+from realtime.shutdown import StopOnSignal
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +37,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         if rate <= 0:
             raise CommandError("--rate must be positive")
-        stopping = False
-
-        def stop(signum, frame):
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        stopping = StopOnSignal()
 
         interval = 1.0 / rate
         started = time.monotonic()
