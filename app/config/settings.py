@@ -59,7 +59,7 @@ if not DEBUG:
         )
 else:
     SECRET_KEY = SECRET_KEY or "insecure-development-key-never-use-in-production"
-    PUSHPIN_SIG_KEY = PUSHPIN_SIG_KEY or "insecure-development-sig-key"
+    PUSHPIN_SIG_KEY = PUSHPIN_SIG_KEY or "insecure-development-sig-key-for-local-use"
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")

@@ -5,6 +5,7 @@ certificate is self-signed, made by the test."""
 import datetime
 import ipaddress
 import os
+import ssl
 import threading
 import uuid
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 NGINX_GID = 10003
 
 
-def self_signed(directory) -> str:
+def self_signed(directory) -> ssl.SSLContext:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.datetime.now(datetime.UTC)
@@ -56,7 +57,7 @@ def self_signed(directory) -> str:
     os.chmod(directory, 0o750)  # noqa: S103 - nginx (group) must reach the key
     os.chown(pem, 0, NGINX_GID)
     os.chmod(pem, 0o640)
-    return str(crt)
+    return ssl.create_default_context(cafile=str(crt))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def tls_stack(docker_client, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tls")
     certs = tmp / "certs"
     certs.mkdir()
-    ca = self_signed(certs)
+    trust = self_signed(certs)
     https_port = free_port()
     stack = new_stack(
         tmp, "rtdash-tls", "172.31.64.0/24", KIT_TLS_DIR=str(certs), KIT_HTTPS_PORT=str(https_port)
@@ -73,7 +74,7 @@ def tls_stack(docker_client, tmp_path_factory):
     try:
         up = stack.make("up")
         assert f"==> Dashboard: https://127.0.0.1:{https_port}/" in up.stdout, up.stdout[-500:]
-        yield stack, f"https://127.0.0.1:{https_port}", ca
+        yield stack, f"https://127.0.0.1:{https_port}", trust
     finally:
         stack.destroy()
 

@@ -4,6 +4,7 @@ the open-stream count rise as clients connect, without a reload; nobody else get
 import re
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -64,7 +65,12 @@ def test_anonymous_and_non_staff_users_get_no_access(monitored):
 
 
 def shown_streams(browser) -> int | None:
-    text = browser.find_element(By.CSS_SELECTOR, STREAMS_STAT).text.strip().replace(",", "")
+    # One script call: htmx swaps the element out between a find and a read.
+    text = browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+        STREAMS_STAT,
+    )
+    text = text.strip().replace(",", "")
     return int(text) if text.isdigit() else None
 
 
@@ -78,7 +84,13 @@ def test_the_stream_count_rises_live_for_a_staff_user(monitored):
         browser.find_element(By.NAME, "username").send_keys("ops-staff")
         browser.find_element(By.NAME, "password").send_keys(password)
         browser.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
-        WebDriverWait(browser, 15).until(lambda d: OPS_PATH in d.current_url)
+        # The login page's own URL holds OPS_PATH in ?next=, so compare the path itself.
+        WebDriverWait(browser, 15).until(
+            lambda d: (
+                urlsplit(d.current_url).path == OPS_PATH
+                and d.execute_script("return document.readyState") == "complete"
+            )
+        )
         page_id = browser.execute_script("return window.performance.timeOrigin")
         # The first update arrives with the ticker's next tick, once the page's streams count.
         WebDriverWait(browser, 30).until(
