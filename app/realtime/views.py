@@ -1,3 +1,4 @@
+import random
 import re
 
 from django.conf import settings
@@ -84,5 +85,8 @@ def _events(request, is_link, **kwargs):
         # open stream every 120 s (its default), at most 10 per second per node: past ~1,200
         # streams a node falls behind and delays events (django-eventstream issue #174). The
         # refresh only re-checks what a stream may read; missed events are caught up without it.
-        instruct.next_link_timeout = settings.REALTIME_STREAM_REFRESH_SECONDS
+        # Each refresh is drawn from the last fifth of the interval, so streams that opened
+        # together (a restart, a deploy) do not all come back to the app in the same second.
+        longest = settings.REALTIME_STREAM_REFRESH_SECONDS
+        instruct.next_link_timeout = random.randint(longest * 4 // 5, longest)  # noqa: S311
     return response

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import resource
 import time
@@ -21,11 +22,12 @@ SENT_AT = re.compile(rb'"sent_at": ([0-9.]+)')
 @dataclass
 class Counters:
     opened: int = 0
-    failed: int = 0  # could not open (refused, timeout, non-200)
+    failed: int = 0  # attempts that could not open (refused, timeout, non-200)
     dropped: int = 0  # ended by the server while we still wanted it
     events: int = 0
     keepalives: int = 0
     connect_s: list[float] = field(default_factory=list)
+    opened_at: list[float] = field(default_factory=list)  # wall clock: comparable across processes
     latency_s: list[float] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
 
@@ -81,21 +83,36 @@ async def open_stream(host, port, path, headers, timeout):
     return reader, writer, status, chunked
 
 
-async def follow(target: dict, counters: Counters, stop: asyncio.Event, timeout: float) -> None:
+async def connect(target: dict, counters: Counters, timeout: float, retry: bool):
+    """One attempt, or (retry) attempts until one opens, 1-3 s apart as a browser's EventSource
+    reconnects: every failed attempt is counted. Returns (reader, writer, chunked) or None."""
+    while True:
+        try:
+            reader, writer, status, chunked = await open_stream(
+                target["host"], target["port"], target["path"], target["headers"], timeout
+            )
+            if status == 200:
+                return reader, writer, chunked
+            counters.fail(f"HTTP {status}")
+            writer.close()
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+            counters.fail(type(exc).__name__)
+        if not retry:
+            return None
+        await asyncio.sleep(random.uniform(1, 3))
+
+
+async def follow(
+    target: dict, counters: Counters, stop: asyncio.Event, timeout: float, retry: bool = False
+) -> None:
     started = time.monotonic()
-    try:
-        reader, writer, status, chunked = await open_stream(
-            target["host"], target["port"], target["path"], target["headers"], timeout
-        )
-    except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
-        counters.fail(type(exc).__name__)
+    opened = await connect(target, counters, timeout, retry)
+    if opened is None:
         return
-    if status != 200:
-        counters.fail(f"HTTP {status}")
-        writer.close()
-        return
+    reader, writer, chunked = opened
     counters.opened += 1
     counters.connect_s.append(time.monotonic() - started)
+    counters.opened_at.append(time.time())
     parser = EventParser(chunked)
     try:
         while not stop.is_set():
@@ -133,7 +150,9 @@ async def run_worker(conn, target: dict) -> None:
             due = time.monotonic()
             for _ in range(command["count"]):
                 tasks.append(
-                    asyncio.create_task(follow(target, counters, stop, command["timeout"]))
+                    asyncio.create_task(
+                        follow(target, counters, stop, command["timeout"], command["retry"])
+                    )
                 )
                 if interval:
                     due += interval
@@ -158,6 +177,7 @@ async def run_worker(conn, target: dict) -> None:
             if command.get("samples"):
                 report["latency_s"] = counters.latency_s
                 report["connect_s"] = counters.connect_s
+                report["opened_at"] = counters.opened_at
             if command.get("reset_samples"):
                 counters.latency_s, counters.events = [], 0
             conn.send(report)

@@ -32,15 +32,26 @@ class LoadPool:
             answers.append(conn.recv())
         return answers
 
-    def open(self, total: int, rate: float | None = None, timeout: float = 10) -> float:
+    def open(
+        self, total: int, rate: float | None = None, timeout: float = 10, retry: bool = False
+    ) -> float:
         """Open `total` streams, spread over the processes, at `rate` per second overall
-        (None: as fast as possible). Returns the seconds it took."""
+        (None: as fast as possible); with `retry`, a failed attempt is retried as a browser
+        would. Returns the seconds it took."""
         started = time.monotonic()
         share, extra = divmod(total, len(self.conns))
         for n, conn in enumerate(self.conns):
             count = share + (1 if n < extra else 0)
             per_rate = rate / len(self.conns) if rate else None
-            conn.send({"cmd": "open", "count": count, "rate": per_rate, "timeout": timeout})
+            conn.send(
+                {
+                    "cmd": "open",
+                    "count": count,
+                    "rate": per_rate,
+                    "timeout": timeout,
+                    "retry": retry,
+                }
+            )
         for conn in self.conns:
             conn.recv()
         return time.monotonic() - started
@@ -61,6 +72,7 @@ class LoadPool:
         if samples:
             total["latency_s"] = [x for r in reports for x in r["latency_s"]]
             total["connect_s"] = [x for r in reports for x in r["connect_s"]]
+            total["opened_at"] = sorted(x for r in reports for x in r["opened_at"])
         return total
 
     def wait_open(self, count: int, timeout: float) -> dict:

@@ -40,17 +40,22 @@ def table(headers: list[str], rows: list[list]) -> list[str]:
 
 
 def capacity_section(cap: dict) -> list[str]:
-    headers = ["streams", "opened", "failed connects", "connect rate", "held at end", "dropped"]
-    headers += ["alive at end", "Pushpin KiB/stream", "nginx KiB/stream"]
+    headers = ["streams", "opened", "failed attempts", "connect rate: offered / mean / peak 5 s"]
+    headers += ["held at end", "dropped", "alive at end", "Pushpin KiB/stream", "nginx KiB/stream"]
     headers += ["Django req/s per 1,000 idle streams"]
     row = [cap["streams_wanted"], cap["opened"], cap["failed_connects"]]
-    row += [f"{cap['connect_rate_per_s']}/s", f"{cap['held_at_end']} (after {cap['hold_s']} s)"]
+    rates = (cap["connect_rate_offered_per_s"], cap["connect_rate_per_s"])
+    rates += (cap["connect_rate_peak_per_s"],)
+    row += [" / ".join(f"{r}/s" for r in rates)]
+    row += [f"{cap['held_at_end']} (after {cap['hold_s']} s)"]
     row += [cap["dropped"], cap["alive_at_end"], cap["pushpin_kib_per_stream"]]
     row += [cap["nginx_kib_per_stream"], cap["django_requests_per_s_per_1000"]]
     return [
         "## Capacity (kit chain, through nginx)",
         "",
         *table(headers, [row]),
+        f"All {cap['opened']} streams open after {cap['ramp_s']} s (clients retry a failed"
+        f" connect after 1-3 s); time to open, first attempt to open: {cap['connect_s']}.",
         f"Load generator CPU (s per process): {cap['loadgen_cpu_s']}.",
         f"Connect failures: {cap['failures'] or 'none'}.",
         "",

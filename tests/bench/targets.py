@@ -11,6 +11,7 @@ All run from this checkout's images in a compose project of their own (`rtdash-b
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -270,8 +271,14 @@ class BenchStack:
     def django_requests(self, container_name: str, since: float, until: float) -> int:
         """Requests for /events/ the app answered in [since, until): its access log lines."""
         logs = self.client.containers.get(container_name).logs(
-            since=int(since), until=int(until) + 1
+            since=int(since), until=int(until) + 1, timestamps=True
         )
-        return sum(
-            1 for line in logs.decode(errors="replace").splitlines() if '"GET /events/' in line
-        )
+        count = 0
+        for line in logs.decode(errors="replace").splitlines():
+            stamp, _, text = line.partition(" ")
+            # Docker stamps each line in UTC, RFC 3339 with up to 9 fractional digits.
+            whole, _, fraction = stamp.rstrip("Z").partition(".")
+            at = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
+            at += float(f"0.{fraction or 0}")
+            count += since <= at < until and '"GET /events/' in text
+        return count
