@@ -41,14 +41,18 @@ def table(headers: list[str], rows: list[list]) -> list[str]:
 
 def capacity_section(cap: dict) -> list[str]:
     headers = ["streams", "opened", "failed attempts", "connect rate: offered / mean / peak 5 s"]
-    headers += ["held at end", "dropped", "alive at end", "Pushpin KiB/stream", "nginx KiB/stream"]
-    headers += ["Django req/s per 1,000 idle streams"]
+    headers += ["held at end", "dropped: ramp / hold", "alive at end"]
+    headers += ["Pushpin KiB/stream", "nginx KiB/stream", "Django req/s per 1,000 idle streams"]
     row = [cap["streams_wanted"], cap["opened"], cap["failed_connects"]]
     rates = (cap["connect_rate_offered_per_s"], cap["connect_rate_per_s"])
     rates += (cap["connect_rate_peak_per_s"],)
     row += [" / ".join(f"{r}/s" for r in rates)]
     row += [f"{cap['held_at_end']} (after {cap['hold_s']} s)"]
-    row += [cap["dropped"], cap["alive_at_end"], cap["pushpin_kib_per_stream"]]
+    # The timeline holds open streams; its sample when the hold began splits the drops.
+    at_hold = next((n for t, n in cap["timeline"] if t >= cap["ramp_s"]), cap["held_at_end"])
+    in_hold = at_hold - cap["held_at_end"]
+    row += [f"{cap['dropped'] - in_hold} / {in_hold}", cap["alive_at_end"]]
+    row += [cap["pushpin_kib_per_stream"]]
     row += [cap["nginx_kib_per_stream"], cap["django_requests_per_s_per_1000"]]
     return [
         "## Capacity (kit chain, through nginx)",

@@ -29,7 +29,7 @@ MODES = {
         "capacity": {"streams": 20000, "connect_rate": 1000, "hold_s": 300},
         "fanout_sizes": [100, 1000, 5000, 10000],
         "fanout_events": 6,
-        "throughput": {"subscribers": [100, 1000], "rates": [50, 200, 400], "seconds": 8},
+        "throughput": {"subscribers": [100, 1000], "rates": [50, 200, 400], "seconds": 5},
         "processes": 4,
     },
 }

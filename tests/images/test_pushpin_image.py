@@ -1,14 +1,16 @@
 """The Pushpin image refuses to start with an unsafe or missing setting, and says which."""
 
 import subprocess
+import time
 
+import docker
 import pytest
 
 from support.stack import REPO
 
 
-def start(client, image, **env):
-    container = client.containers.run(image, detach=True, environment=env)
+def start(client, image, ulimits=None, **env):
+    container = client.containers.run(image, detach=True, environment=env, ulimits=ulimits)
     try:
         result = container.wait(timeout=30)
         return result["StatusCode"], container.logs().decode()
@@ -68,3 +70,38 @@ def test_images_build_from_debian_bookworm_slim():
     for name in ("app", "pushpin", "nginx"):
         first = (REPO / name / "Dockerfile").read_text().split("\nFROM ")[1].split()[0]
         assert first == "debian:bookworm-slim", f"{name}/Dockerfile starts FROM {first}"
+
+
+def nofile(soft: int, hard: int) -> list:
+    return [docker.types.Ulimit(name="nofile", soft=soft, hard=hard)]
+
+
+def test_pushpin_refuses_an_open_file_limit_below_its_streams(docker_client, images):
+    env = {"PUSHPIN_SIG_KEY": "k" * 32, "PUSHPIN_CONTROL_ADDR": "0.0.0.0"}
+    code, logs = start(docker_client, images["pushpin"], ulimits=nofile(1024, 4096), **env)
+    assert code == 64, f"expected exit 64, got {code}: {logs}"
+    assert "open-file limit (4096) cannot hold PUSHPIN_CLIENT_MAXCONN=15000" in logs, logs
+
+
+def test_pushpin_takes_the_whole_hard_open_file_limit(docker_client, images):
+    """A runtime's soft limit of 1024 would cap a node at about a thousand streams."""
+    container = docker_client.containers.run(
+        images["pushpin"],
+        detach=True,
+        environment={"PUSHPIN_SIG_KEY": "k" * 32, "PUSHPIN_CONTROL_ADDR": "0.0.0.0"},
+        ulimits=nofile(1024, 16000),
+    )
+    try:
+        limits = ""
+        for _ in range(60):
+            container.reload()
+            assert container.status in ("created", "running"), container.logs().decode()
+            found = container.exec_run(["sh", "-c", "cat /proc/$(pgrep -o condure)/limits"])
+            if found.exit_code == 0:
+                limits = found.output.decode()
+                break
+            time.sleep(0.5)
+        line = next((x for x in limits.splitlines() if x.startswith("Max open files")), "")
+        assert line.split()[3:5] == ["16000", "16000"], f"condure's limits: {limits or 'none'}"
+    finally:
+        container.remove(force=True)
