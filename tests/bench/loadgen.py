@@ -141,26 +141,32 @@ async def run_worker(conn, target: dict) -> None:
     counters = Counters()
     stop = asyncio.Event()
     tasks: list[asyncio.Task] = []
+    openers: list[asyncio.Task] = []
     loop = asyncio.get_running_loop()
+
+    async def open_streams(command: dict) -> None:
+        interval = 1.0 / command["rate"] if command.get("rate") else 0
+        due = time.monotonic()
+        for n in range(1, command["count"] + 1):
+            tasks.append(
+                asyncio.create_task(
+                    follow(target, counters, stop, command["timeout"], command["retry"])
+                )
+            )
+            if interval:
+                due += interval
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif n % 200 == 0:
+                await asyncio.sleep(0)
+
     while True:
         command = await loop.run_in_executor(None, conn.recv)
         kind = command["cmd"]
         if kind == "open":
-            interval = 1.0 / command["rate"] if command.get("rate") else 0
-            due = time.monotonic()
-            for _ in range(command["count"]):
-                tasks.append(
-                    asyncio.create_task(
-                        follow(target, counters, stop, command["timeout"], command["retry"])
-                    )
-                )
-                if interval:
-                    due += interval
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                elif len(tasks) % 200 == 0:
-                    await asyncio.sleep(0)
+            # In the background, so reports can be taken while streams are still opening.
+            openers.append(asyncio.create_task(open_streams(command)))
             conn.send({"ok": True})
         elif kind == "report":
             usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -183,9 +189,10 @@ async def run_worker(conn, target: dict) -> None:
             conn.send(report)
         elif kind == "close":
             stop.set()
-            for task in tasks:
+            for task in openers + tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*openers, *tasks, return_exceptions=True)
+            openers.clear()
             tasks.clear()
             conn.send({"ok": True})
         elif kind == "exit":

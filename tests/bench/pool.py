@@ -34,11 +34,10 @@ class LoadPool:
 
     def open(
         self, total: int, rate: float | None = None, timeout: float = 10, retry: bool = False
-    ) -> float:
+    ) -> None:
         """Open `total` streams, spread over the processes, at `rate` per second overall
         (None: as fast as possible); with `retry`, a failed attempt is retried as a browser
-        would. Returns the seconds it took."""
-        started = time.monotonic()
+        would. Returns at once: the processes open them in the background (see report())."""
         share, extra = divmod(total, len(self.conns))
         for n, conn in enumerate(self.conns):
             count = share + (1 if n < extra else 0)
@@ -54,7 +53,6 @@ class LoadPool:
             )
         for conn in self.conns:
             conn.recv()
-        return time.monotonic() - started
 
     def report(self, samples: bool = False, reset_samples: bool = False) -> dict:
         reports = self._all({"cmd": "report", "samples": samples, "reset_samples": reset_samples})

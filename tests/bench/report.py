@@ -140,7 +140,7 @@ def plots(run: dict, folder: Path) -> list[str]:
                 key=lambda r: r["subscribers"],
             )
             if rows:
-                ax.plot(
+                (line,) = ax.plot(
                     [r["subscribers"] for r in rows],
                     [r["p99_ms"] for r in rows],
                     marker="o",
@@ -149,6 +149,7 @@ def plots(run: dict, folder: Path) -> list[str]:
                 ax.plot(
                     [r["subscribers"] for r in rows],
                     [r["p50_ms"] for r in rows],
+                    color=line.get_color(),
                     linestyle="--",
                     alpha=0.6,
                 )

@@ -126,6 +126,11 @@ def throughput(
     return rows
 
 
+def held_now(report: dict) -> int:
+    """Streams open now: opened and not since ended by the server (not those still trying)."""
+    return report["opened"] - report["dropped"]
+
+
 def peak_rate(opened_at: list[float], window: float) -> float:
     """The highest rate of new streams over any `window` seconds, from sorted open times."""
     best, first = 0, 0
@@ -156,7 +161,7 @@ def capacity(
         pool.open(streams, rate=connect_rate, retry=True)
         while True:
             report = pool.report()
-            timeline.append((round(time.monotonic() - started, 1), report["open_now"]))
+            timeline.append((round(time.monotonic() - started, 1), held_now(report)))
             if report["opened"] >= streams or time.monotonic() - started > streams / 50:
                 break
             time.sleep(1)
@@ -166,7 +171,7 @@ def capacity(
         while time.monotonic() - started < ramp_s + hold_s:
             time.sleep(10)
             report = pool.report()
-            timeline.append((round(time.monotonic() - started, 1), report["open_now"]))
+            timeline.append((round(time.monotonic() - started, 1), held_now(report)))
         hold_ended = time.time()
         # One event to every held stream at the end of the hold: they are alive, not just open.
         pool.report(reset_samples=True)
