@@ -19,16 +19,18 @@ from bench.targets import BENCH, BenchStack
 
 MODES = {
     "quick": {
-        "capacity": {"streams": 2000, "connect_rate": 500, "hold_s": 20},
+        "capacity": {"streams": 1000, "connect_rate": 300, "hold_s": 5},
         "fanout_sizes": [100, 1000],
-        "fanout_events": 6,
-        "throughput": {"subscribers": [100], "rates": [50, 200], "seconds": 5},
+        "fanout_events": 4,
+        "fanout_rate": 4,
+        "throughput": {"subscribers": [100], "rates": [50, 200], "seconds": 2},
         "processes": 2,
     },
     "full": {
         "capacity": {"streams": 20000, "connect_rate": 1000, "hold_s": 300},
         "fanout_sizes": [100, 1000, 5000, 10000],
         "fanout_events": 6,
+        "fanout_rate": 2,
         "throughput": {"subscribers": [100, 1000], "rates": [50, 200, 400], "seconds": 5},
         "processes": 4,
     },
@@ -53,26 +55,30 @@ def main(argv=None) -> int:
     }
     with tempfile.TemporaryDirectory() as tmp:
         stack = BenchStack(Path(tmp) / "bench.env")
-        print("==> bench: starting the stack and the comparison servers", flush=True)
+
+        def step(what: str) -> None:
+            print(f"==> bench: {what} (at {time.monotonic() - started:.0f} s)", flush=True)
+
+        step("starting the stack and the comparison servers")
         stack.up()
         try:
             stack.wait_ready()
             targets = stack.targets()
-            print("==> bench: capacity (kit)", flush=True)
+            step("capacity (kit)")
             run["capacity"] = scenarios.capacity(
                 stack, targets["kit"], processes=cfg["processes"], **cfg["capacity"]
             )
             run["fanout"] = []
             for name in ("kit", "direct", "stock", "asgi"):
-                print(f"==> bench: fan-out ({name})", flush=True)
+                step(f"fan-out ({name})")
                 run["fanout"] += scenarios.fanout(
-                    targets[name], cfg["fanout_sizes"], events=cfg["fanout_events"], rate=2,
-                    connect_rate=500, processes=cfg["processes"],
+                    targets[name], cfg["fanout_sizes"], events=cfg["fanout_events"],
+                    rate=cfg["fanout_rate"], connect_rate=500, processes=cfg["processes"],
                 )  # fmt: skip
             run["throughput"] = []
             for name in ("kit", "direct"):
                 for subscribers in cfg["throughput"]["subscribers"]:
-                    print(f"==> bench: throughput ({name}, {subscribers} subscribers)", flush=True)
+                    step(f"throughput ({name}, {subscribers} subscribers)")
                     run["throughput"] += scenarios.throughput(
                         targets[name], subscribers, cfg["throughput"]["rates"],
                         cfg["throughput"]["seconds"], processes=cfg["processes"],
