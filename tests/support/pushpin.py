@@ -8,13 +8,13 @@ from contextlib import contextmanager
 
 import requests
 
-from support.stack import free_port
+from support.stack import stable_port
 
 
 @contextmanager
 def pushpin_nodes(client, image: str, count: int, fixed_ports: bool = False, **env: str):
     """Start `count` Pushpin containers; yield their publish URLs on 127.0.0.1 (on ports that
-    survive a container restart with `fixed_ports`)."""
+    are still free when a container restarts, with `fixed_ports`: Docker rebinds the same ones)."""
     containers = []
     try:
         for _ in range(count):
@@ -28,8 +28,9 @@ def pushpin_nodes(client, image: str, count: int, fixed_ports: bool = False, **e
                         **env,
                     },
                     ports={
-                        "5561/tcp": ("127.0.0.1", free_port() if fixed_ports else None),
-                        "9810/tcp": ("127.0.0.1", None),  # its Prometheus endpoint
+                        "5561/tcp": ("127.0.0.1", stable_port() if fixed_ports else None),
+                        # its Prometheus endpoint
+                        "9810/tcp": ("127.0.0.1", stable_port() if fixed_ports else None),
                     },
                     labels={"rtdash.test": "pushpin"},
                 )

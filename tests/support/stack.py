@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import time
@@ -21,6 +22,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def stable_port() -> int:
+    """A free port below the kernel's ephemeral range, for a port that must still be free when
+    a container restarts: in that range any client socket (or Docker's own dynamic
+    publishing) may take it in between."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = range(max(1025, low - 12000), low)
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port found below the ephemeral range ({low})")
 
 
 def run(cmd: list[str], env: dict | None = None, timeout: float = 900, check: bool = True, **kw):
