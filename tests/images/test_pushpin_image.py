@@ -72,13 +72,15 @@ def test_images_build_from_debian_bookworm_slim():
         assert first == "debian:bookworm-slim", f"{name}/Dockerfile starts FROM {first}"
 
 
+RUNNABLE = {"PUSHPIN_SIG_KEY": "k" * 32, "PUSHPIN_CONTROL_ADDR": "0.0.0.0"}
+
+
 def nofile(soft: int, hard: int) -> list:
     return [docker.types.Ulimit(name="nofile", soft=soft, hard=hard)]
 
 
 def test_pushpin_refuses_an_open_file_limit_below_its_streams(docker_client, images):
-    env = {"PUSHPIN_SIG_KEY": "k" * 32, "PUSHPIN_CONTROL_ADDR": "0.0.0.0"}
-    code, logs = start(docker_client, images["pushpin"], ulimits=nofile(1024, 4096), **env)
+    code, logs = start(docker_client, images["pushpin"], ulimits=nofile(1024, 4096), **RUNNABLE)
     assert code == 64, f"expected exit 64, got {code}: {logs}"
     assert "open-file limit (4096) cannot hold PUSHPIN_CLIENT_MAXCONN=15000" in logs, logs
 
@@ -88,7 +90,7 @@ def test_pushpin_takes_the_whole_hard_open_file_limit(docker_client, images):
     container = docker_client.containers.run(
         images["pushpin"],
         detach=True,
-        environment={"PUSHPIN_SIG_KEY": "k" * 32, "PUSHPIN_CONTROL_ADDR": "0.0.0.0"},
+        environment=RUNNABLE,
         ulimits=nofile(1024, 16000),
     )
     try:

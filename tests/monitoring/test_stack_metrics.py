@@ -252,7 +252,6 @@ def test_metrics_are_not_reachable_from_the_host_or_through_nginx(monitored, doc
 
 def test_make_status_prints_the_figures(monitored):
     result = monitored.stack.make("status", timeout=120)
-    print(result.stdout)
     lines = result.stdout.splitlines()
     for node in node_names(monitored).values():
         row = [line for line in lines if line.startswith(node)]
