@@ -57,6 +57,15 @@ class MonitoringStack:
     def scrape(self, host: str, port: int) -> list:
         return parse(self.endpoint(host, port))
 
+    def wait_total(self, host: str, port: int, name: str, predicate, timeout: float) -> float:
+        """Scrape HOST:PORT until `predicate(total of name)` holds; fail with the last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = total(self.scrape(host, port), name)
+            if predicate(value) or time.monotonic() > deadline:
+                return value
+            time.sleep(0.5)
+
     def pushpin_hosts(self) -> list[str]:
         return [c.name for c in self.stack.containers("pushpin")]
 
