@@ -98,8 +98,31 @@ def test_every_endpoint_counts_what_happened(monitored):
     )
 
 
+def connections(monitored) -> float:
+    hosts = monitored.pushpin_hosts()
+    return sum(
+        total(monitored.scrape(h, PORTS["pushpin"]), "pushpin_connection_connected") for h in hosts
+    )
+
+
+def settled_connections(monitored, quiet: float = 12, timeout: float = 60) -> float:
+    """The Pushpin nodes' connection count once it has held still for longer than one
+    stats report (10 s): connections that earlier tests' clients closed leave the count only
+    at the next report, and must not be mistaken for a baseline that later falls."""
+    value, since = connections(monitored), time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() - since < quiet:
+        assert time.monotonic() < deadline, f"the Pushpin connection count kept moving ({value})"
+        time.sleep(1)
+        now = connections(monitored)
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
+
+
 def test_streams_are_counted_by_the_app_pushpin_and_nginx(monitored):
     stack = monitored.stack
+    baseline = settled_connections(monitored)
     before = snapshot(monitored)
     channel = f"probe-streams-{uuid.uuid4().hex[:6]}"
     stack.publish(channel, "seed", "x")
@@ -136,15 +159,10 @@ def test_streams_are_counted_by_the_app_pushpin_and_nginx(monitored):
         assert delta("app", "rtdash_stream_resets_total") == 1
         assert delta("nginx", "nginx_connections_active") >= STREAMS
         # Pushpin reports its connections every stats_report_interval (10 s).
-        hosts = monitored.pushpin_hosts()
-        baseline = sum(total(before[h], "pushpin_connection_connected") for h in hosts)
         deadline = time.monotonic() + 25
         connected = baseline
         while time.monotonic() < deadline:
-            connected = sum(
-                total(monitored.scrape(h, PORTS["pushpin"]), "pushpin_connection_connected")
-                for h in hosts
-            )
+            connected = connections(monitored)
             if connected >= baseline + STREAMS:
                 break
             time.sleep(1)
