@@ -215,3 +215,48 @@ def capacity(
     finally:
         pool.close()
         pool.stop()
+
+
+def new_streams(targets: list[Target], count: int, rate: float, processes: int) -> list:
+    """New streams per second through each link of the chain, each on its own: the app alone
+    (answering the hold as it answers a Pushpin node), one Pushpin node (its proxy, zurl and the
+    app), and the kit's chain (nginx in front). Offered at `rate`, one attempt each."""
+    rows = []
+    for target in targets:
+        pool = LoadPool(target.spec(f"probe-new-{target.name}-{uuid.uuid4().hex[:6]}"), processes)
+        try:
+            started = time.time()
+            pool.open(count, rate=rate)
+            deadline = time.monotonic() + count / rate + 60
+            report = pool.report()
+            while report["opened"] + report["failed"] < count and time.monotonic() < deadline:
+                time.sleep(0.5)
+                report = pool.report()
+            final = pool.report(samples=True)
+            opened_at = sorted(final["opened_at"])
+            span = (opened_at[-1] - started) if opened_at else 0
+            rows.append(
+                {
+                    "target": target.name,
+                    "attempts": count,
+                    "offered_per_s": rate,
+                    "opened": final["opened"],
+                    "failed": final["failed"],
+                    "failures": final["failures"],
+                    "opened_per_s": round(final["opened"] / span, 1) if span else 0,
+                    "peak_per_s": peak_rate(opened_at, 1),
+                    "connect_s": percentiles(final["connect_s"]),
+                    "loadgen_cpu_s": final["cpu_s_per_process"],
+                }
+            )
+            row = rows[-1]
+            print(
+                f"  new streams {target.name}: {row['opened_per_s']}/s "
+                f"({row['opened']} of {count}, {row['failed']} failed), "
+                f"connect p99 {row['connect_s'].get('p99_ms')} ms",
+                flush=True,
+            )
+        finally:
+            pool.close()
+            pool.stop()
+    return rows
