@@ -16,7 +16,6 @@ TARGET_LABELS = {
     "direct": "one Pushpin node, direct",
     "stock": "Pushpin, stock limits",
     "asgi": "Django under uvicorn, no Pushpin",
-    "app": "the app alone (signed as Pushpin asks it)",
 }
 
 
@@ -119,34 +118,10 @@ def throughput_section(tput: list[dict]) -> list[str]:
     return ["## Throughput (sustained publishing)", "", *table(headers, rows)]
 
 
-def new_streams_section(rows: list[dict]) -> list[str]:
-    headers = ["link", "attempts offered", "opened", "failed", "opened/s", "best 1 s"]
-    headers += ["connect p50 / p99 ms", "load generator CPU s"]
-    body = [
-        [
-            TARGET_LABELS[r["target"]],
-            f"{r['attempts']} at {r['offered_per_s']}/s",
-            r["opened"],
-            r["failed"],
-            r["opened_per_s"],
-            r["peak_per_s"],
-            f"{r['connect_s'].get('p50_ms')} / {r['connect_s'].get('p99_ms')}",
-            round(sum(r["loadgen_cpu_s"]), 1),
-        ]
-        for r in rows
-    ]
-    failures = {r["target"]: r["failures"] for r in rows if r["failures"]}
-    note = [f"Failures by link: {failures}.", ""] if failures else []
-    title = "## New streams per link (one attempt each, no retry)"
-    return [title, "", *table(headers, body), *note]
-
-
 def markdown(run: dict) -> str:
     out = [f"# Benchmark ({run['mode']}), {run['started']}", "", f"Machine: {run['machine']}.", ""]
     if run.get("capacity"):
         out += capacity_section(run["capacity"])
-    if run.get("new_streams"):
-        out += new_streams_section(run["new_streams"])
     if run.get("fanout"):
         out += fanout_section(run["fanout"])
     if run.get("throughput"):

@@ -20,7 +20,6 @@ from bench.targets import BENCH, BenchStack
 MODES = {
     "quick": {
         "capacity": {"streams": 1000, "connect_rate": 300, "hold_s": 5},
-        "new_streams": {"count": 500, "rate": 1000},
         "fanout_sizes": [100, 1000],
         "fanout_events": 4,
         "fanout_rate": 4,
@@ -29,7 +28,6 @@ MODES = {
     },
     "full": {
         "capacity": {"streams": 20000, "connect_rate": 1000, "hold_s": 300},
-        "new_streams": {"count": 5000, "rate": 1000},
         "fanout_sizes": [100, 1000, 5000, 10000],
         "fanout_events": 6,
         "fanout_rate": 2,
@@ -70,11 +68,6 @@ def main(argv=None) -> int:
             run["capacity"] = scenarios.capacity(
                 stack, targets["kit"], processes=cfg["processes"], **cfg["capacity"]
             )
-            step("new streams per link (app, direct, kit)")
-            run["new_streams"] = scenarios.new_streams(
-                [targets[name] for name in ("app", "direct", "kit")],
-                processes=cfg["processes"], **cfg["new_streams"],
-            )  # fmt: skip
             run["fanout"] = []
             for name in ("kit", "direct", "stock", "asgi"):
                 step(f"fan-out ({name})")

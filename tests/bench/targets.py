@@ -5,8 +5,6 @@
   stock   one Pushpin node with the Debian package's stock settings (message_rate=2500,
           message_hwm=25000), only made able to reach the app
   asgi    django-eventstream served by Django itself under uvicorn, no Pushpin
-  app     the app alone, asked as a Pushpin node asks it (a signed Grip-Sig): it answers with
-          the hold instruction at once (only the new-streams scenario uses it)
 
 All run from this checkout's images in a compose project of their own (`rtdash-bench`).
 """
@@ -18,11 +16,10 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import jwt
 import requests
 
 BENCH = Path(__file__).resolve().parent
@@ -48,14 +45,13 @@ class Target:
     port: int
     container: str  # the container whose log shows requests reaching Django
     publish: callable  # (channel, rate, count) -> summary dict
-    headers: dict = field(default_factory=dict)
 
     def spec(self, channel: str) -> dict:
         return {
             "host": self.host,
             "port": self.port,
             "path": f"/events/?channel={channel}",
-            "headers": {"Host": HOST, "Accept": "text/event-stream", **self.headers},
+            "headers": {"Host": HOST, "Accept": "text/event-stream"},
         }
 
 
@@ -220,7 +216,6 @@ class BenchStack:
     def targets(self) -> dict[str, Target]:
         nginx = self.container("nginx")
         node = self.container("pushpin", 1)
-        app = self.container("app")
         stock_control = f"http://{self.address(self.stock, 'control')}:5561"
         return {
             "kit": Target(
@@ -243,20 +238,7 @@ class BenchStack:
             "asgi": Target(
                 "asgi", self.address(self.asgi, "streams"), 8000, self.asgi.name, self.asgi_publish
             ),
-            "app": Target(
-                "app",
-                self.address(app, "streams"),
-                8000,
-                app.name,
-                self.probe_publish,
-                headers={"Grip-Sig": self.grip_sig()},
-            ),
         }
-
-    def grip_sig(self) -> str:
-        """A Grip-Sig as a Pushpin node of this stack signs it (valid for the run)."""
-        claims = {"iss": "pushpin", "exp": int(time.time()) + 6 * 3600}
-        return jwt.encode(claims, self.secrets()["PUSHPIN_SIG_KEY"], algorithm="HS256")
 
     # -- observing ----------------------------------------------------------------------------
 
