@@ -58,13 +58,8 @@ class MonitoringStack:
         return parse(self.endpoint(host, port))
 
     def wait_total(self, host: str, port: int, name: str, predicate, timeout: float) -> float:
-        """Scrape HOST:PORT until `predicate(total of name)` holds; fail with the last value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = total(self.scrape(host, port), name)
-            if predicate(value) or time.monotonic() > deadline:
-                return value
-            time.sleep(0.5)
+        """Scrape HOST:PORT until `predicate(total of name)` holds; the last value either way."""
+        return poll(lambda: total(self.scrape(host, port), name), predicate, timeout, 0.5)
 
     def pushpin_hosts(self) -> list[str]:
         return [c.name for c in self.stack.containers("pushpin")]
@@ -88,13 +83,20 @@ def query(prometheus_url: str, expr: str) -> list[dict]:
     return body["data"]["result"]
 
 
+def poll(read, predicate, timeout: float, interval: float):
+    """`read()` every `interval` s until `predicate` holds of its value or `timeout` s have
+    passed; the last value either way."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if predicate(value) or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
 def wait_query(prometheus_url: str, expr: str, predicate, timeout: float, what: str) -> list[dict]:
     """Repeat `expr` until `predicate(result)` holds; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    result: list[dict] = []
-    while time.monotonic() < deadline:
-        result = query(prometheus_url, expr)
-        if predicate(result):
-            return result
-        time.sleep(1)
-    raise AssertionError(f"after {timeout:.0f} s, expected {what}; {expr} gave {result}")
+    result = poll(lambda: query(prometheus_url, expr), predicate, timeout, 1)
+    if not predicate(result):
+        raise AssertionError(f"after {timeout:.0f} s, expected {what}; {expr} gave {result}")
+    return result
