@@ -20,10 +20,13 @@ keepalive = 5
 limit_request_line = 8190
 accesslog = "-"
 errorlog = "-"
+# The access log never shows a stream link's credential (realtime/accesslog.py).
+logger_class = "realtime.accesslog.RedactingLogger"
 # Keeps gunicorn from writing a control socket under $HOME (read-only root filesystems).
 control_socket_disable = True
-# Pushpin and nginx are the only clients and set X-Forwarded-*; trust them.
-forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS", "*")
+# The request's scheme follows X-Forwarded-Proto only from these peers: the kit's proxies
+# (nginx, Pushpin), set per deployment; a client that reaches the app directly is not believed.
+forwarded_allow_ips = os.environ.get("GUNICORN_FORWARDED_ALLOW_IPS") or "127.0.0.1"
 
 # Prometheus metrics of every worker, added up (prometheus_client's multiprocess mode: each
 # worker writes its values under PROMETHEUS_MULTIPROC_DIR) and served by this master process on

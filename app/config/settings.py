@@ -41,30 +41,55 @@ DEBUG = env_bool("DJANGO_DEBUG", False)
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 PUSHPIN_SIG_KEY = env_str("PUSHPIN_SIG_KEY")
+# Rotation: the previous keys stay accepted (sessions, stream links, Pushpin signatures) while
+# every replica and node moves to the new one (README, "Rotating secrets").
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
+PUSHPIN_SIG_KEY_FALLBACKS = env_list("PUSHPIN_SIG_KEY_FALLBACKS")
+# The same minimums as Pushpin's image and the Ansible preflight check.
+SECRET_KEY_MIN_LENGTH = 32
+PUSHPIN_SIG_KEY_MIN_LENGTH = 16
+
+
+def _check_secret(name: str, value: str, minimum: int, hint: str) -> None:
+    if not value:
+        raise ImproperlyConfigured(f"{name} is not set. {hint}")
+    if value == "changeme":
+        raise ImproperlyConfigured(f"{name} is Pushpin's default 'changeme'. {hint}")
+    if len(value) < minimum:
+        raise ImproperlyConfigured(
+            f"{name} is too short: use at least {minimum} random characters."
+        )
+
+
 if not DEBUG:
-    if not SECRET_KEY:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set. In production (DJANGO_DEBUG unset) every app replica "
-            "needs the same long random secret; `make up` generates one into compose/.env, "
-            "Ansible takes it from the vault, Kubernetes from the app-secrets Secret."
-        )
-    if len(SECRET_KEY) < 32:
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is too short: use at least 32 random characters."
-        )
-    if not PUSHPIN_SIG_KEY or PUSHPIN_SIG_KEY == "changeme":
-        raise ImproperlyConfigured(
-            "PUSHPIN_SIG_KEY is not set (or is Pushpin's default 'changeme'). The app verifies "
-            "each Pushpin node's Grip-Sig with it; set the same generated secret on both."
-        )
+    _check_secret(
+        "DJANGO_SECRET_KEY",
+        SECRET_KEY,
+        SECRET_KEY_MIN_LENGTH,
+        "In production (DJANGO_DEBUG unset) every app replica needs the same long random "
+        "secret; `make up` generates one into compose/.env, Ansible takes it from the vault, "
+        "Kubernetes from the app-secrets Secret.",
+    )
+    _check_secret(
+        "PUSHPIN_SIG_KEY",
+        PUSHPIN_SIG_KEY,
+        PUSHPIN_SIG_KEY_MIN_LENGTH,
+        "The app verifies each Pushpin node's Grip-Sig with it; set the same generated secret "
+        "on both.",
+    )
+    for _value in SECRET_KEY_FALLBACKS:
+        _check_secret("DJANGO_SECRET_KEY_FALLBACKS", _value, SECRET_KEY_MIN_LENGTH, "")
+    for _value in PUSHPIN_SIG_KEY_FALLBACKS:
+        _check_secret("PUSHPIN_SIG_KEY_FALLBACKS", _value, PUSHPIN_SIG_KEY_MIN_LENGTH, "")
 else:
     SECRET_KEY = SECRET_KEY or "insecure-development-key-never-use-in-production"
     PUSHPIN_SIG_KEY = PUSHPIN_SIG_KEY or "insecure-development-sig-key-for-local-use"
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
-# Only nginx (through Pushpin or directly) reaches the app, and it sets this header.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# No SECURE_PROXY_SSL_HEADER: Django would believe X-Forwarded-Proto from any client that
+# reaches the app. gunicorn sets the request's scheme from it only for the kit's own proxies
+# (GUNICORN_FORWARDED_ALLOW_IPS, app/gunicorn.conf.py).
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
@@ -172,12 +197,31 @@ PUSHPIN_PUBLISH_QUEUE_SIZE = env_number("PUSHPIN_PUBLISH_QUEUE_SIZE", 10000, int
 
 # django-grip verifies each proxied request's Grip-Sig with this key (issuer "pushpin"); a
 # request without a valid signature is not treated as proxied.
+# Every accepted key (the current one and, while rotating, the previous ones) is an entry.
 GRIP_PROXIES = [
-    {"control_uri": url, "key": PUSHPIN_SIG_KEY, "verify_iss": "pushpin"}
-    for url in PUSHPIN_CONTROL_URLS
+    {"control_uri": url, "key": key, "verify_iss": "pushpin"}
+    for key in [PUSHPIN_SIG_KEY, *PUSHPIN_SIG_KEY_FALLBACKS]
+    for url in PUSHPIN_CONTROL_URLS[:1]
 ]
 
-EVENTSTREAM_STORAGE_CLASS = "django_eventstream.storage.DjangoModelStorage"
+# django-eventstream's database storage, with bounded replay and bulk trimming
+# (realtime/storage.py).
+EVENTSTREAM_STORAGE_CLASS = "realtime.storage.BoundedStorage"
+# One resume replays at most this many events per channel, none older than this many seconds;
+# past either the client gets stream-reset with the newest id (the page reloads).
+REALTIME_REPLAY_MAX_EVENTS = env_number("REALTIME_REPLAY_MAX_EVENTS", 200, int)
+REALTIME_REPLAY_MAX_AGE = env_number("REALTIME_REPLAY_MAX_AGE", 300, int)
+# Stored events are a replay buffer, not a history: older ones are deleted in bulk, at most
+# once per interval per process, off the publish path.
+REALTIME_EVENT_RETENTION_SECONDS = env_number("REALTIME_EVENT_RETENTION_SECONDS", 3600, int)
+REALTIME_TRIM_INTERVAL_SECONDS = env_number("REALTIME_TRIM_INTERVAL_SECONDS", 60, int)
+if REALTIME_REPLAY_MAX_AGE > REALTIME_EVENT_RETENTION_SECONDS:
+    raise ImproperlyConfigured(
+        "REALTIME_REPLAY_MAX_AGE cannot exceed REALTIME_EVENT_RETENTION_SECONDS: "
+        "events must be kept as long as a resume may replay them"
+    )
+# /healthz shares one database check per process for this long (realtime/health.py).
+REALTIME_HEALTH_CACHE_SECONDS = env_number("REALTIME_HEALTH_CACHE_SECONDS", 1.0)
 EVENTSTREAM_CHANNELMANAGER_CLASS = "realtime.channels.ChannelManager"
 # Declared channels (fnmatch patterns) and who may read them: public, authenticated or staff.
 REALTIME_CHANNELS = {

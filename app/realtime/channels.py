@@ -8,6 +8,8 @@ from django_eventstream.channelmanager import DefaultChannelManager
 
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 AUDIENCES = ("public", "authenticated", "staff")
+# Channels one stream may read (django-eventstream's own limit is the same).
+MAX_CHANNELS = 10
 
 
 class ChannelError(ValueError):
@@ -35,7 +37,7 @@ def can_read(user, channel: str) -> bool:
     who = audience(channel)
     if who == "public":
         return True
-    if user is None or not user.is_authenticated:
+    if user is None or not user.is_authenticated or not user.is_active:
         return False
     if who == "authenticated":
         return True

@@ -4,19 +4,21 @@ import re
 from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
+from django_eventstream.utils import sse_error_response
 from django_eventstream.views import events as eventstream_events
 
-from . import channels, metrics
+from . import channels, links, metrics
 
 # A Last-Event-ID as django-eventstream writes it: "channel:id" pairs, comma-separated.
 LAST_EVENT_ID = re.compile(
     r"^[A-Za-z0-9_.%-]{1,192}:\d{1,18}(,[A-Za-z0-9_.%-]{1,192}:\d{1,18}){0,9}$"
 )
-MAX_CHANNELS = 10
+# What else a next link carries (django-eventstream writes them; a client may forge any).
+LINK_FLAGS = {"link": {"next"}, "recover": {"true"}}
 
 
-def _bad_request(message: str) -> HttpResponse:
-    return HttpResponse(f"{message}\n", status=400, content_type="text/plain")
+def _text(message: str, status: int) -> HttpResponse:
+    return HttpResponse(f"{message}\n", status=status, content_type="text/plain")
 
 
 def _count(request, response, is_link: bool, resumed: bool):
@@ -49,35 +51,45 @@ def _events(request, is_link, **kwargs):
     otherwise tie up a worker for the life of the stream.
     """
     if not getattr(request, "grip", None) or not request.grip.proxied:
-        return HttpResponse(
-            "event streams are served through Pushpin: request not signed by a Pushpin node\n",
-            status=403,
-            content_type="text/plain",
+        return _text(
+            "event streams are served through Pushpin: request not signed by a Pushpin node", 403
         )
-    if not is_link:
+    problem = _check_query(request)
+    if problem:
+        return _text(problem, 400)
+    if is_link:
+        try:
+            link = links.decode(request.GET.get("es-meta", ""))
+        except links.LinkError as exc:
+            return _text(str(exc), 400)
+        try:
+            user = links.user_of(link)
+        except PermissionError as exc:
+            # A refresh of a live stream: end it with the reason (Pushpin sends this body and
+            # closes the stream, since it holds nothing more).
+            return sse_error_response("forbidden", str(exc), {"channels": link.channels})
+        denied = [n for n in link.channels if not channels.can_read(user, n)]
+        if denied:
+            return sse_error_response(
+                "forbidden", f"not allowed to read channel(s): {', '.join(denied)}", {}
+            )
+        if link.resigned:
+            request.GET = request.GET.copy()
+            request.GET["es-meta"] = link.resigned
+    else:
         names = request.GET.getlist("channel")
         if not names:
-            return _bad_request("no channel: add ?channel=NAME")
-        if len(names) > MAX_CHANNELS:
-            return _bad_request(f"too many channels: at most {MAX_CHANNELS} per stream")
+            return _text("no channel: add ?channel=NAME", 400)
+        if len(names) > channels.MAX_CHANNELS:
+            return _text(f"too many channels: at most {channels.MAX_CHANNELS} per stream", 400)
         for name in names:
             try:
                 channels.validate(name)
             except channels.ChannelError as exc:
-                return _bad_request(str(exc))
+                return _text(str(exc), 400)
         denied = [n for n in names if not channels.can_read(request.user, n)]
         if denied:
-            return HttpResponse(
-                f"not allowed to read channel(s): {', '.join(denied)}\n",
-                status=403,
-                content_type="text/plain",
-            )
-        last_ids = [request.META.get("HTTP_LAST_EVENT_ID", ""), *request.GET.getlist("lastEventId")]
-        for last_id in filter(None, last_ids):
-            if last_id != "error" and not LAST_EVENT_ID.match(last_id):
-                return _bad_request(
-                    f"malformed Last-Event-ID {last_id[:80]!r}: expected CHANNEL:NUMBER[,...]"
-                )
+            return _text(f"not allowed to read channel(s): {', '.join(denied)}", 403)
     response = eventstream_events(request, **kwargs)
     instruct = request.grip.instruct
     if instruct is not None and instruct.next_link:
@@ -90,3 +102,18 @@ def _events(request, is_link, **kwargs):
         longest = settings.REALTIME_STREAM_REFRESH_SECONDS
         instruct.next_link_timeout = random.randint(longest * 4 // 5, longest)  # noqa: S311
     return response
+
+
+def _check_query(request) -> str:
+    """The reason a stream request's query or Last-Event-ID is malformed, or ''."""
+    last_ids = [request.META.get("HTTP_LAST_EVENT_ID", ""), *request.GET.getlist("lastEventId")]
+    for last_id in filter(None, last_ids):
+        if last_id != "error" and not LAST_EVENT_ID.match(last_id):
+            return f"malformed Last-Event-ID {last_id[:80]!r}: expected CHANNEL:NUMBER[,...]"
+    for name, allowed in LINK_FLAGS.items():
+        values = request.GET.getlist(name)
+        if len(values) > 1 or any(v not in allowed for v in values):
+            return f"malformed {name}: expected {name}={'|'.join(sorted(allowed))}"
+    if len(request.GET.getlist("es-meta")) > 1:
+        return "malformed es-meta: given more than once"
+    return ""

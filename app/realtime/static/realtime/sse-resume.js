@@ -4,6 +4,10 @@
  * (a 502 while a Pushpin node restarts) closes it for good; htmx's SSE extension then opens a
  * new EventSource, which would start from "now" and silently skip what was published meanwhile.
  * This hook gives the new EventSource the last id seen, so the server replays the gap.
+ *
+ * A gap longer than the server replays (REALTIME_REPLAY_MAX_EVENTS / _AGE) ends in
+ * `stream-reset`: the updates in between are gone, so the page reloads to show current values,
+ * after a random delay so that many tabs coming back together do not all reload at once.
  */
 (function () {
   "use strict";
@@ -32,7 +36,9 @@
       add(type, listener, options);
     };
     source.addEventListener("stream-reset", function (event) {
-      console.warn("event stream reset: events older than the server keeps were skipped", event.data);
+      console.warn("event stream reset: missed more updates than the server replays", event.data);
+      source.close();
+      window.setTimeout(function () { window.location.reload(); }, Math.random() * 3000);
     });
     return source;
   };
