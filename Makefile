@@ -52,6 +52,7 @@ up: prepare ## Build and start the stack, wait until healthy, print the URL (MON
 	@echo "==> Stack: building images and starting services (project $(PROJECT))"
 	@$(COMPOSE) up --build --detach --wait --remove-orphans \
 	  || { echo "stack did not become healthy: see 'make ps' and 'make logs'" >&2; exit 1; }
+	@compose/check-origin "$$($(COMPOSE) port nginx 8080)"
 	@echo "==> Dashboard: $(if $(KIT_TLS_DIR),https://$$($(COMPOSE) port nginx 8443),http://$$($(COMPOSE) port nginx 8080))/"
 	@if [ -n "$$($(COMPOSE) ps -q prometheus 2>/dev/null)" ]; then \
 	  echo "==> Prometheus: http://$$($(COMPOSE) port prometheus 9090)/ (alerts: /alerts)"; fi
@@ -65,9 +66,12 @@ logs: ## Follow the stack's logs
 ps: ## Show the stack's services and their health
 	@$(COMPOSE_NOSECRETS) ps --all
 
-status: ## Print streams per Pushpin node, publish rate and failures (the ops dashboard's figures)
-	@$(COMPOSE_NOSECRETS) exec -T ticker python manage.py opsstatus \
-	  || { echo "no running ticker in project $(PROJECT): make up first" >&2; exit 1; }
+# Fails when the published origin does not answer, after printing the figures anyway.
+status: ## Print whether the published origin answers, streams per Pushpin node, publish rate and failures
+	@origin=0; compose/check-origin "$$($(COMPOSE_NOSECRETS) port nginx 8080 2>/dev/null)" || origin=1; \
+	  $(COMPOSE_NOSECRETS) exec -T ticker python manage.py opsstatus \
+	  || { echo "no running ticker in project $(PROJECT): make up first" >&2; exit 1; }; \
+	  exit $$origin
 
 test: venv ## Run every test (starts real stacks, hosts and a browser)
 	@compose/prepare-host.sh --with-browser

@@ -46,6 +46,28 @@ apt_install() {
     || die "apt-get install $* failed"
 }
 
+# The published port must survive any burst of connections. With Docker's userland proxy, one
+# docker-proxy process relays each published port and dies under a few thousand connections
+# (the port then refuses everyone while every container stays healthy); without it the kernel
+# forwards the port. An engine this script starts gets that setting; a running one is left as
+# it is, with a warning (README, "Troubleshooting").
+daemon_json=/etc/docker/daemon.json
+userland_proxy_setting() {
+  [ -f "$daemon_json" ] || { echo unset; return; }
+  python3 -c 'import json, sys; v = json.load(open(sys.argv[1])).get("userland-proxy"); print("unset" if v is None else str(v).lower())' "$daemon_json" \
+    || die "$daemon_json is not valid JSON"
+}
+disable_userland_proxy() {
+  [ "$(userland_proxy_setting)" = unset ] || return 0
+  step "Docker engine: no userland proxy (\"userland-proxy\": false in $daemon_json)"
+  "${sudo_cmd[@]}" mkdir -p "$(dirname "$daemon_json")"
+  "${sudo_cmd[@]}" python3 -c 'import json, os, sys
+path = sys.argv[1]
+config = json.load(open(path)) if os.path.exists(path) else {}
+config["userland-proxy"] = False
+open(path, "w").write(json.dumps(config, indent=2) + "\n")' "$daemon_json"
+}
+
 # 0. Python virtualenv support (Debian splits it out of python3) ---------------------------------
 if python3 -c 'import ensurepip, venv' 2>/dev/null; then
   step "Python venv: available"
@@ -61,11 +83,21 @@ if command -v dockerd >/dev/null; then
 else
   step "Docker engine: installing docker.io from Debian"
   apt_install docker.io iptables
+  # With systemd the package has started the engine already; it holds nothing of the user's
+  # yet, so it is restarted without the userland proxy.
+  if [ -d /run/systemd/system ] && [ "$(userland_proxy_setting)" = unset ]; then
+    disable_userland_proxy
+    "${sudo_cmd[@]}" systemctl restart docker
+  fi
 fi
 
 if docker info >/dev/null 2>&1; then
   step "Docker engine: running"
+  if [ "$(userland_proxy_setting)" != false ]; then
+    step "Docker engine: WARNING: its userland proxy is on; a burst of connections can kill the published port. Set \"userland-proxy\": false in $daemon_json and restart dockerd (README, Troubleshooting)"
+  fi
 else
+  disable_userland_proxy
   if [ -d /run/systemd/system ]; then
     step "Docker engine: starting with systemd"
     "${sudo_cmd[@]}" systemctl start docker

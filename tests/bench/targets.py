@@ -26,6 +26,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parents[1]
 PROJECT = "rtdash-bench"
 SUBNET = "172.31.66.0/24"
+STREAMS_SUBNET = "172.31.166.0/24"
 HOST = "127.0.0.1:8080"  # the origin the clients believe they talk to (Host header)
 
 
@@ -69,6 +70,7 @@ class BenchStack:
             },
             "KIT_HTTP_PORT": "18090",
             "KIT_CONTROL_SUBNET": SUBNET,
+            "KIT_STREAMS_SUBNET": STREAMS_SUBNET,
         }
         self.extra: list = []
 

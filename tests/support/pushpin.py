@@ -67,11 +67,10 @@ def wait_answering(url: str, timeout: float = 30) -> None:
     raise AssertionError(f"Pushpin publish port {url} did not answer within {timeout}s")
 
 
-def published_channels(container) -> list[str]:
-    """Channels the node logged a publish for (its own record of what it received)."""
-    log = container.logs().decode(errors="replace")
-    return [
-        line.split("channel=")[1].split()[0]
-        for line in log.splitlines()
-        if "] publish channel=" in line
-    ]
+def received(container) -> float:
+    """Publish items the node has received (its own count, from its Prometheus endpoint)."""
+    text = requests.get(metrics_url(container), timeout=3).text
+    for line in text.splitlines():
+        if line.startswith("pushpin_message_received"):
+            return float(line.split()[-1])
+    raise AssertionError(f"{container.name}: no pushpin_message_received in its metrics")

@@ -70,6 +70,7 @@ class ComposeStack:
             **inherited,
             "KIT_HTTP_PORT": str(self.http_port),
             "KIT_CONTROL_SUBNET": self.control_subnet,
+            "KIT_STREAMS_SUBNET": streams_subnet(self.control_subnet),
             **self.extra_env,
         }
 
@@ -157,6 +158,13 @@ class ComposeStack:
             else:
                 out[c.name] = state.get("Health", {}).get("Status", state["Status"])
         return out
+
+
+def streams_subnet(control_subnet: str) -> str:
+    """A test stack's streams network, next to its control network: 172.31.62.0/24 gives
+    172.31.162.0/24 (each stack passes its own control subnet)."""
+    octets = control_subnet.split(".")
+    return ".".join([octets[0], octets[1], str(int(octets[2]) + 100), octets[3]])
 
 
 def new_stack(tmp: Path, name: str, subnet: str, **extra_env: str) -> ComposeStack:
