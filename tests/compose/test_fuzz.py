@@ -43,8 +43,9 @@ tokens = st.one_of(
             {},
             optional={
                 "exp": st.integers(min_value=0, max_value=2**40),
-                "channels": st.one_of(st.lists(st.one_of(declared, name_like), max_size=12),
-                                      anything),  # fmt: skip
+                "channels": st.one_of(
+                    st.lists(st.one_of(declared, name_like), max_size=12), anything
+                ),
                 "user": st.one_of(st.just("anonymous"), numbers, anything),
                 "iss": st.just("es"),
             },
@@ -57,18 +58,21 @@ pairs = st.lists(
         st.tuples(st.just("channel"), st.one_of(declared, name_like, anything)),
         st.tuples(st.just("lastEventId"), last_ids),
         st.tuples(st.just("es-meta"), tokens),
-        st.tuples(st.sampled_from(["link", "recover"]), st.one_of(st.just("next"),
-                                                                  st.just("true"), anything)),
+        st.tuples(
+            st.sampled_from(["link", "recover"]),
+            st.one_of(st.just("next"), st.just("true"), anything),
+        ),
         st.tuples(name_like, anything),
     ),
     max_size=14,
 )
 # Some queries as raw bytes: broken percent-escapes, stray separators.
 raw_queries = st.text(
-    alphabet=st.characters(codec="ascii", min_codepoint=0x21, max_codepoint=0x7E,
-                           exclude_characters="#"),
+    alphabet=st.characters(
+        codec="ascii", min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#"
+    ),
     max_size=300,
-)  # fmt: skip
+)
 header_values = st.text(
     alphabet=st.characters(codec="latin-1", min_codepoint=0x20, exclude_characters="\x7f"),
     max_size=1200,
@@ -99,8 +103,10 @@ class Origin:
                         self.close()
             except (TimeoutError, OSError, http.client.HTTPException) as exc:
                 self.close()
-                raise AssertionError(f"GET {path[:200]!r}: no answer within {TIMEOUT_S} s "
-                                     f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
+                raise AssertionError(
+                    f"GET {path[:200]!r}: no answer within {TIMEOUT_S} s "
+                    f"({type(exc).__name__}: {exc})"
+                ) from exc
             elapsed = time.monotonic() - started
             if status != 429:
                 self.statuses[status] = self.statuses.get(status, 0) + 1

@@ -84,12 +84,23 @@ def test_probes_stay_healthy_while_50_clients_flood_the_origin(stack, docker_cli
                 time.sleep(0.3)
             visitor = docker_client.containers.run(
                 images["app"],
-                ["curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
-                 "-H", "Host: 127.0.0.1", "http://nginx:8080/dashboards/demo/livedashboard/"],
+                [
+                    "curl",
+                    "-s",
+                    "-m",
+                    "10",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-H",
+                    "Host: 127.0.0.1",
+                    "http://nginx:8080/dashboards/demo/livedashboard/",
+                ],
                 network=f"{stack.project}_edge",
                 remove=True,
                 labels={"rtdash.test": "visitor"},
-            )  # fmt: skip
+            )
         finally:
             stop.set()
     failed = [p for p in probes if p[1] != 200]
@@ -127,8 +138,9 @@ def test_a_resume_replays_at_most_the_limit_then_resets(stack):
     exactly; one from id 1, 300 behind, gets stream-reset with the newest id and no replay."""
     channel = new_channel()
     publish_sequence(stack, channel, 301)  # ids 1..301 carry seq 1..301
-    within = SSEStream("127.0.0.1", stack.http_port, f"/events/?channel={channel}",
-                       last_event_id=f"{channel}:151")  # fmt: skip
+    within = SSEStream(
+        "127.0.0.1", stack.http_port, f"/events/?channel={channel}", last_event_id=f"{channel}:151"
+    )
     try:
         assert within.status == 200, within.__dict__.get("body")
         seqs, resets = replayed(within)
@@ -138,8 +150,9 @@ def test_a_resume_replays_at_most_the_limit_then_resets(stack):
         f"150 behind: expected seq 152..301 and no reset, got {len(seqs)} events "
         f"({seqs[:3]}...{seqs[-3:]}) and {len(resets)} reset(s)"
     )
-    beyond = SSEStream("127.0.0.1", stack.http_port, f"/events/?channel={channel}",
-                       last_event_id=f"{channel}:1")  # fmt: skip
+    beyond = SSEStream(
+        "127.0.0.1", stack.http_port, f"/events/?channel={channel}", last_event_id=f"{channel}:1"
+    )
     try:
         seqs, resets = replayed(beyond)
     finally:
@@ -175,8 +188,9 @@ def test_no_stream_link_credential_in_any_log(stack):
     the es-meta token: neither the app's nor Pushpin's nor nginx's log may show it."""
     channel = new_channel()
     publish_sequence(stack, channel, 120)
-    stream = SSEStream("127.0.0.1", stack.http_port, f"/events/?channel={channel}",
-                       last_event_id=f"{channel}:1")  # fmt: skip
+    stream = SSEStream(
+        "127.0.0.1", stack.http_port, f"/events/?channel={channel}", last_event_id=f"{channel}:1"
+    )
     try:
         seqs, _ = replayed(stream)
     finally:
@@ -187,8 +201,12 @@ def test_no_stream_link_credential_in_any_log(stack):
         for service in ("app", "pushpin", "nginx")
         for c in stack.containers(service)
     }
-    link_lines = [line for text in logs.values() for line in text.splitlines()
-                  if "es-meta" in line and channel in line]  # fmt: skip
+    link_lines = [
+        line
+        for text in logs.values()
+        for line in text.splitlines()
+        if "es-meta" in line and channel in line
+    ]
     assert link_lines, "no next-link request was logged at all: the check would prove nothing"
     # A signed JWT (header.claims.signature); the forged, unsigned ones other tests send are not
     # credentials.
@@ -214,9 +232,12 @@ def test_an_outsider_reaches_nginx_but_neither_pushpin_nor_the_app(stack, docker
         "print(json.dumps(out))"
     )
     output = docker_client.containers.run(
-        images["app"], ["python", "-c", script, *targets],
-        network=f"{stack.project}_edge", remove=True, labels={"rtdash.test": "outsider"},
-    )  # fmt: skip
+        images["app"],
+        ["python", "-c", script, *targets],
+        network=f"{stack.project}_edge",
+        remove=True,
+        labels={"rtdash.test": "outsider"},
+    )
     results = json.loads(output.decode().strip().splitlines()[-1])
     assert results.pop("nginx:8080") == 0, "the outsider cannot reach nginx: the test is void"
     reached = [t for t, code in results.items() if code == 0]
