@@ -4,6 +4,9 @@ Pushpin nodes do not talk to each other, so each publish must reach all of them.
 the addresses the configured control URLs resolve to *at publish time*: Compose's DNS returns
 every replica of a service, a Kubernetes headless Service every ready pod, and an Ansible
 inventory can list the hosts. Nodes added by scaling therefore need no app setting change.
+The names are looked up again every second, in the background so that a slow resolver holds up
+no publish; a failed look-up keeps the host's last known nodes (a DNS blip must not drop
+publishes), and a publish that finds no node at all is counted as a failure like any other.
 
 Each node has its own sender thread and bounded queue. A slow or dead node costs its own bounded
 timeout and a logged, counted failure; it never delays the other nodes nor stalls the publisher.
@@ -31,6 +34,21 @@ logger = logging.getLogger(__name__)
 
 # Pushpin accepts many items per POST; batching keeps throughput high under bursts.
 MAX_BATCH = 100
+# While a control host does not resolve, it is looked up again this soon rather than after the
+# whole TTL (a DNS blip heals fast), and at most this often (a dead resolver is not hammered).
+RESOLVE_RETRY = 0.25
+# A host that keeps failing to resolve is logged when it starts, then this often (every failed
+# look-up is counted).
+RESOLVE_LOG_EVERY = 30.0
+
+
+def _name(host: str, port: int) -> str:
+    """A node's name: its publish address, as the metrics' `node` label has it."""
+    return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+
+
+def _names(addrs) -> str:
+    return ", ".join(_name(host, port) for host, port in addrs)
 
 
 class PublishError(Exception):
@@ -64,7 +82,7 @@ class NodeSender:
 
     def __init__(self, host: str, port: int, timeout: float, queue_size: int, stats: NodeStats):
         self.host, self.port, self.timeout = host, port, timeout
-        self.name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        self.name = _name(host, port)
         self.stats = stats
         # Series at 0 from the node's first appearance, so that rate() sees its first items.
         metrics.PUBLISHED.labels(self.name)
@@ -184,9 +202,15 @@ class PushpinCluster:
         self.resolve_failures = 0
         self.node_departures = 0
         self._senders: dict[tuple[str, int], NodeSender] = {}
-        self._resolved: list[tuple[str, int]] = []
-        self._resolved_at = 0.0
+        # The last good answer per control host: a failed look-up keeps it (a DNS blip must not
+        # drop publishes); only a successful answer changes a host's nodes.
+        self._host_addrs: dict[tuple[str, int], list[tuple[str, int]]] = {}
+        self._failing: dict[tuple[str, int], tuple[int, float]] = {}  # failed in a row, logged at
+        self._resolved: list[tuple[str, int]] | None = None  # None until a first look-up ended
+        self._next_resolve = 0.0
+        self._resolving = False  # one look-up at a time
         self._lock = threading.Lock()
+        self._resolved_cond = threading.Condition(self._lock)
 
     @staticmethod
     def _parse(url: str) -> tuple[str, int]:
@@ -200,39 +224,101 @@ class PushpinCluster:
         return [self._sender(addr).name for addr in self._resolve()]
 
     def _resolve(self) -> list[tuple[str, int]]:
+        """The node set. Once stale it is looked up again, never under the lock and one look-up
+        at a time, in the background: publishes keep the last known set meanwhile, so a slow
+        resolver delays none of them but those before the very first answer."""
         with self._lock:
-            now = time.monotonic()
-            if self._resolved_at and now - self._resolved_at < self.resolve_ttl:
-                return self._resolved
-            found: list[tuple[str, int]] = []
-            for host, port in self.targets:
-                try:
-                    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                except socket.gaierror as exc:
-                    self.resolve_failures += 1
-                    metrics.RESOLVE_FAILURES.inc()
-                    logger.warning("Pushpin control host %s does not resolve: %s", host, exc)
-                    continue
-                for info in infos:
-                    addr = (info[4][0], port)
-                    if addr not in found:
-                        found.append(addr)
-            found.sort()  # DNS rotates its answers; the node set is what matters
-            if found != self._resolved:
-                self._log_node_change(self._resolved, found)
-            self._resolved, self._resolved_at = found, now
-            self._retire_senders(now)
-            return found
+            due = not self._resolving and time.monotonic() >= self._next_resolve
+            self._resolving = self._resolving or due
+            known = self._resolved
+        if due and known is not None:
+            try:
+                threading.Thread(target=self._refresh, name="pushpin-resolve", daemon=True).start()
+            except RuntimeError:  # no thread to be had: look up here rather than never again
+                self._refresh()
+        elif due:
+            self._refresh()
+        if known is not None:
+            return known
+        with self._lock:
+            self._resolved_cond.wait_for(lambda: self._resolved is not None)
+            return self._resolved
+
+    def _refresh(self) -> None:
+        """Look every control host up and install the node set they make."""
+        retry = min(RESOLVE_RETRY, self.resolve_ttl)
+        next_in = retry
+        try:
+            found = {target: self._look_up(*target) for target in self.targets}
+            if all(isinstance(answer, list) for answer in found.values()):
+                next_in = self.resolve_ttl
+            with self._lock:
+                for target, answer in found.items():
+                    if isinstance(answer, list):
+                        self._host_addrs[target] = answer
+                before = self._resolved or []
+                after = sorted({addr for addrs in self._host_addrs.values() for addr in addrs})
+                self._resolved = after
+                self._retire_senders(time.monotonic())
+                self._resolved_cond.notify_all()
+            # Still the only look-up running: its counters and logs need no lock.
+            self._report(found, before, after)
+        finally:
+            with self._lock:
+                if self._resolved is None:  # a bug above must not leave first publishers waiting
+                    self._resolved = []
+                self._next_resolve = time.monotonic() + next_in
+                self._resolving = False
+                self._resolved_cond.notify_all()
+
+    @staticmethod
+    def _look_up(host: str, port: int) -> list[tuple[str, int]] | Exception:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:  # gaierror, or a name no resolver accepts
+            return exc
+        return sorted({(info[4][0], port) for info in infos})  # DNS rotates; the set matters
+
+    def _report(self, found: dict, before: list, after: list) -> None:
+        now = time.monotonic()
+        for target, answer in found.items():
+            streak, logged_at = self._failing.pop(target, (0, 0.0))
+            if isinstance(answer, list):
+                if streak:
+                    logger.info(
+                        "Pushpin control host %s resolves again (after %d failed look-ups)",
+                        target[0],
+                        streak,
+                    )
+                continue
+            self.resolve_failures += 1
+            metrics.RESOLVE_FAILURES.inc()
+            if not streak or now - logged_at >= RESOLVE_LOG_EVERY:
+                kept = self._host_addrs.get(target)
+                logger.warning(
+                    "Pushpin control host %s does not resolve (%d failed look-up(s) in a row): "
+                    "%s; %s",
+                    target[0],
+                    streak + 1,
+                    answer,
+                    f"still publishing to its last known node(s) {_names(kept)}"
+                    if kept
+                    else "no node of it is known",
+                )
+                logged_at = now
+            self._failing[target] = (streak + 1, logged_at)
+        if after != before:
+            self._log_node_change(before, after)
 
     def _log_node_change(self, before: list, after: list) -> None:
-        gone = [f"{h}:{p}" for h, p in before if (h, p) not in after]
-        if gone and self._resolved_at > 0:
+        gone = [addr for addr in before if addr not in after]
+        if gone:
             # A node that stops resolving was stopped or removed: its clients reconnect to the
             # others and replay what they missed. Said loudly, never dropped silently.
             self.node_departures += len(gone)
             metrics.NODE_DEPARTURES.inc(len(gone))
-            logger.warning("Pushpin node(s) %s no longer resolve", ", ".join(gone))
-        logger.info("Pushpin nodes: %s", ", ".join(f"{h}:{p}" for h, p in after) or "none")
+            logger.warning("Pushpin node(s) %s no longer resolve", _names(gone))
+        logger.info("Pushpin nodes: %s", _names(after) or "none")
 
     def _retire_senders(self, now: float) -> None:
         # A node that left (scaled down, replaced) keeps its sender until its queue drains.
@@ -249,11 +335,21 @@ class PushpinCluster:
             sender = self._senders.get(addr)
             if sender is None:
                 host, port = addr
-                name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-                stats = self.stats.setdefault(name, NodeStats())
+                stats = self.stats.setdefault(_name(host, port), NodeStats())
                 sender = NodeSender(host, port, self.timeout, self.queue_size, stats)
                 self._senders[addr] = sender
             return sender
+
+    def _count_unsent(self, count: int, error: str) -> None:
+        # No node to count them against: each control host stands for its unknown nodes (as
+        # `node`), so the failure metric and its alert show it like any node's.
+        with self._lock:
+            for host, port in self.targets:
+                stats = self.stats.setdefault(_name(host, port), NodeStats())
+                stats.failed += count
+                stats.last_error = error
+                metrics.PUBLISH_FAILURES.labels(_name(host, port)).inc(count)
+        logger.error("%s (%d item(s) not published)", error, count)
 
     def publish_items(self, items: list[dict], blocking: bool = True) -> list[NodeResult]:
         """Queue items for every node; with ``blocking``, wait for and check every node's answer."""
@@ -261,7 +357,7 @@ class PushpinCluster:
         if not addrs:
             hosts = ", ".join(h for h, _ in self.targets)
             error = f"cannot reach any Pushpin node: {hosts} resolved to no address"
-            logger.error(error)
+            self._count_unsent(len(items), error)
             if blocking:
                 raise PublishError(error, [])
             return []
