@@ -20,10 +20,10 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import queue
 import socket
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -78,53 +78,82 @@ class NodeStats:
 
 
 class NodeSender:
-    """Sends queued items to one Pushpin node, in order, with a bounded timeout per request."""
+    """Sends queued items to one Pushpin node, in order, with a bounded timeout per request.
+
+    Every item's future is resolved, whatever happens: an unexpected error fails its batch (logged
+    with its traceback, counted) and the sender goes on with the next one.
+    """
 
     def __init__(self, host: str, port: int, timeout: float, queue_size: int, stats: NodeStats):
         self.host, self.port, self.timeout = host, port, timeout
         self.name = _name(host, port)
         self.stats = stats
+        self.queue_size = queue_size
         # Series at 0 from the node's first appearance, so that rate() sees its first items.
         metrics.PUBLISHED.labels(self.name)
         metrics.PUBLISH_FAILURES.labels(self.name)
-        self.queue: queue.Queue[tuple[dict, Future]] = queue.Queue(maxsize=queue_size)
         self.last_seen = time.monotonic()
+        self._queue: deque[tuple[dict, Future]] = deque()
+        self._sending = 0  # items of the batch being sent
+        self._stopped = False
+        self._cond = threading.Condition()  # guards the three above
         self._conn: http.client.HTTPConnection | None = None
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"pushpin-{self.name}", daemon=True)
         self._thread.start()
 
     def submit(self, item: dict) -> Future:
         future: Future = Future()
-        try:
-            self.queue.put_nowait((item, future))
-        except queue.Full:
-            self._fail([future], f"send queue full ({self.queue.maxsize} items waiting)")
+        with self._cond:
+            if self._stopped:  # its thread may be gone: nothing would answer this item
+                error = "sender stopped (the node left)"
+            elif len(self._queue) >= self.queue_size:
+                error = (
+                    f"send queue full ({len(self._queue)} items waiting, limit "
+                    f"{self.queue_size}, PUSHPIN_PUBLISH_QUEUE_SIZE)"
+                )
+            else:
+                self._queue.append((item, future))
+                self._cond.notify()
+                return future
+        self._fail([future], error)
         return future
 
     def stop(self) -> None:
-        self._stop.set()
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
 
     def idle(self) -> bool:
-        return self.queue.unfinished_tasks == 0
+        with self._cond:
+            return not self._queue and not self._sending
 
     def _run(self) -> None:
-        while not (self._stop.is_set() and self.queue.empty()):
+        while batch := self._take():
+            futures = [future for _, future in batch]
             try:
-                batch = [self.queue.get(timeout=0.5)]
-            except queue.Empty:
-                continue
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._send([item for item, _ in batch], [f for _, f in batch])
+                self._send([item for item, _ in batch], futures)
+            except Exception as exc:
+                # Anything else (an item that does not encode, a failing metrics call) costs this
+                # batch only: a dead thread would leave the node without publishes for good.
+                logger.exception(
+                    "unexpected error sending %d item(s) to Pushpin node %s", len(batch), self.name
+                )
+                if pending := [future for future in futures if not future.done()]:
+                    self._fail(pending, f"{type(exc).__name__}: {exc}")
+                self._close()
             finally:
-                for _ in batch:
-                    self.queue.task_done()
+                with self._cond:
+                    self._sending = 0
         self._close()
+
+    def _take(self) -> list[tuple[dict, Future]]:
+        """The next batch, in order; empty once stopped and drained."""
+        with self._cond:
+            while not self._queue and not self._stopped:
+                self._cond.wait()
+            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            self._sending = len(batch)
+            return batch
 
     def _send(self, items: list[dict], futures: list[Future]) -> None:
         body = json.dumps({"items": items}).encode()
@@ -142,10 +171,13 @@ class NodeSender:
         self.stats.published += len(items)
         self.stats.requests += 1
         self.stats.latency_sum_s += latency
-        metrics.PUBLISHED.labels(self.name).inc(len(items))
-        metrics.PUBLISH_SECONDS.labels(self.name).observe(latency)
-        for future in futures:
-            future.set_result(NodeResult(self.name, True))
+        try:
+            metrics.PUBLISHED.labels(self.name).inc(len(items))
+            metrics.PUBLISH_SECONDS.labels(self.name).observe(latency)
+        finally:
+            # The node has them, whatever the metrics did (counted first: callers read them).
+            for future in futures:
+                future.set_result(NodeResult(self.name, True))
 
     def _post(self, body: bytes) -> tuple[int, str]:
         # One retry on a fresh connection: a kept-alive connection may have been closed by the
@@ -167,12 +199,19 @@ class NodeSender:
         raise AssertionError("unreachable")
 
     def _fail(self, futures: list[Future], error: str) -> None:
-        self.stats.failed += len(futures)
-        self.stats.last_error = error
-        metrics.PUBLISH_FAILURES.labels(self.name).inc(len(futures))
-        logger.warning(
-            "publish to Pushpin node %s failed for %d item(s): %s", self.name, len(futures), error
-        )
+        try:
+            self.stats.failed += len(futures)
+            self.stats.last_error = error
+            metrics.PUBLISH_FAILURES.labels(self.name).inc(len(futures))
+            logger.warning(
+                "publish to Pushpin node %s failed for %d item(s): %s",
+                self.name,
+                len(futures),
+                error,
+            )
+        except Exception:
+            logger.exception("counting a failed publish to Pushpin node %s failed", self.name)
+        # Answered whatever happened above (and after counting: callers read the counts).
         for future in futures:
             future.set_result(NodeResult(self.name, False, error))
 

@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prometheus_client import REGISTRY
 
-from realtime.cluster import PublishError, PushpinCluster
+from realtime import metrics as app_metrics
+from realtime.cluster import NodeSender, PublishError, PushpinCluster
 
 ITEM = {"channel": "probe-cluster", "formats": {"http-stream": {"content": "data: x\n\n"}}}
 
@@ -137,6 +138,19 @@ def resolver(monkeypatch):
 
 def dns_blip() -> socket.gaierror:
     return socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+
+def raise_once(real, exc: Exception):
+    """`real`, except that its first call raises `exc`."""
+    raised = threading.Event()
+
+    def wrapper(*args, **kwargs):
+        if not raised.is_set():
+            raised.set()
+            raise exc
+        return real(*args, **kwargs)
+
+    return wrapper
 
 
 @contextmanager
@@ -314,3 +328,72 @@ def test_a_publish_to_no_node_is_counted_and_retried_soon(node, resolver, caplog
     resolver.answers["pushpin.test"] = ["127.0.0.1"]
     wait_until(lambda: cluster.nodes() == [node.name], timeout=3, what="the node to resolve")
     assert [r.ok for r in cluster.publish_items([ITEM])] == [True]
+
+
+# -- 3. an unexpected error costs its batch, never the node's sender --------------------------
+
+
+def test_an_unexpected_error_fails_its_batch_and_the_sender_goes_on(node, monkeypatch, caplog):
+    cluster = PushpinCluster([node.url], timeout=2)
+    monkeypatch.setattr(NodeSender, "_post", raise_once(NodeSender._post, RuntimeError("boom")))
+    before = metric("rtdash_pushpin_publish_failures_total", node=node.name)
+
+    with pytest.raises(PublishError) as raised:
+        cluster.publish_items([ITEM, ITEM])
+    errors = [(r.node, r.ok, r.error) for r in raised.value.results]
+    assert errors == [(node.name, False, "RuntimeError: boom")] * 2, (
+        f"expected both items of the batch to fail with the error, got {errors}"
+    )
+    counted = metric("rtdash_pushpin_publish_failures_total", node=node.name) - before
+    assert counted == 2 and cluster.stats[node.name].failed == 2, (
+        f"expected 2 failures counted, got metric +{counted}, stats {cluster.stats[node.name]}"
+    )
+    tracebacks = [r for r in caplog.records if r.exc_info and "boom" in str(r.exc_info[1])]
+    assert tracebacks, "expected the unexpected error logged with its traceback; none was"
+
+    results = cluster.publish_items([ITEM])
+    assert [(r.node, r.ok) for r in results] == [(node.name, True)], (
+        f"expected the next publish to reach the node (its sender alive), got {results}"
+    )
+    assert len(node.items) == 1, f"expected the node to have 1 item, got {len(node.items)}"
+
+
+def test_an_item_that_does_not_encode_costs_only_itself(node):
+    cluster = PushpinCluster([node.url], timeout=2)
+    broken = {"channel": "probe-cluster", "formats": {"http-stream": {"content": {1, 2}}}}
+    with pytest.raises(PublishError, match="TypeError") as raised:
+        cluster.publish_items([broken])
+    assert [r.ok for r in raised.value.results] == [False], raised.value.results
+    results = cluster.publish_items([ITEM])
+    assert [r.ok for r in results] == [True], f"expected the next item delivered, got {results}"
+
+
+@pytest.mark.parametrize(
+    ("counter", "reachable", "expected"),
+    [
+        ("PUBLISHED", True, (True, "")),  # counting a success fails: the node has the item
+        ("PUBLISH_FAILURES", False, (False, "ConnectionRefusedError")),  # counting a failure
+    ],
+)
+def test_a_failing_metrics_call_loses_neither_an_answer_nor_the_sender(
+    node, monkeypatch, counter, reachable, expected
+):
+    url = node.url if reachable else refused_url()
+    cluster = PushpinCluster([url], timeout=1)
+    name = url.removeprefix("http://")
+
+    def outcome():
+        try:
+            results = cluster.publish_items([ITEM])
+        except PublishError as exc:
+            results = exc.results
+        return [(r.node, r.ok, r.error.split(":")[0]) for r in results]
+
+    assert outcome() == [(name, *expected)]  # the sender exists, with its metric series
+    series = getattr(app_metrics, counter)
+    monkeypatch.setattr(series, "labels", raise_once(series.labels, RuntimeError("metrics")))
+    for attempt in ("while the metric raises", "after it"):
+        got = outcome()
+        assert got == [(name, *expected)], (
+            f"expected the answer {expected} {attempt}, got {got} (no answer: node '?')"
+        )
