@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 # Pushpin accepts many items per POST; batching keeps throughput high under bursts.
 MAX_BATCH = 100
+QUEUE_BYTES = 16 * 1024 * 1024  # PUSHPIN_PUBLISH_QUEUE_BYTES' default
 # While a control host does not resolve, it is looked up again this soon rather than after the
 # whole TTL (a DNS blip heals fast), and at most this often (a dead resolver is not hammered).
 RESOLVE_RETRY = 0.25
@@ -80,29 +81,45 @@ class NodeStats:
 class NodeSender:
     """Sends queued items to one Pushpin node, in order, with a bounded timeout per request.
 
-    Every item's future is resolved, whatever happens: an unexpected error fails its batch (logged
-    with its traceback, counted) and the sender goes on with the next one.
+    Its queue is bounded by items and by bytes (items JSON-encoded, as sent), so a stalled node
+    holds bounded memory: an item beyond either bound fails at once. Every item's future is
+    resolved, whatever happens: an unexpected error fails its batch (logged with its traceback,
+    counted) and the sender goes on with the next one.
     """
 
-    def __init__(self, host: str, port: int, timeout: float, queue_size: int, stats: NodeStats):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        queue_size: int,
+        stats: NodeStats,
+        queue_bytes: int = QUEUE_BYTES,
+    ):
         self.host, self.port, self.timeout = host, port, timeout
         self.name = _name(host, port)
         self.stats = stats
-        self.queue_size = queue_size
+        self.queue_size, self.queue_bytes = queue_size, queue_bytes
         # Series at 0 from the node's first appearance, so that rate() sees its first items.
         metrics.PUBLISHED.labels(self.name)
         metrics.PUBLISH_FAILURES.labels(self.name)
         self.last_seen = time.monotonic()
-        self._queue: deque[tuple[dict, Future]] = deque()
+        self._queue: deque[tuple[bytes, Future]] = deque()  # encoded items
+        self._bytes = 0  # held: queued, and in the batch being sent
         self._sending = 0  # items of the batch being sent
         self._stopped = False
-        self._cond = threading.Condition()  # guards the three above
+        self._cond = threading.Condition()  # guards the four above
         self._conn: http.client.HTTPConnection | None = None
         self._thread = threading.Thread(target=self._run, name=f"pushpin-{self.name}", daemon=True)
         self._thread.start()
 
     def submit(self, item: dict) -> Future:
         future: Future = Future()
+        try:
+            data = json.dumps(item).encode()
+        except (TypeError, ValueError) as exc:  # the caller's bug; it costs this item only
+            self._fail([future], f"item cannot be sent as JSON: {type(exc).__name__}: {exc}")
+            return future
         with self._cond:
             if self._stopped:  # its thread may be gone: nothing would answer this item
                 error = "sender stopped (the node left)"
@@ -111,8 +128,14 @@ class NodeSender:
                     f"send queue full ({len(self._queue)} items waiting, limit "
                     f"{self.queue_size}, PUSHPIN_PUBLISH_QUEUE_SIZE)"
                 )
+            elif self._bytes + len(data) > self.queue_bytes:
+                error = (
+                    f"send queue full ({self._bytes} bytes waiting, limit {self.queue_bytes}, "
+                    f"PUSHPIN_PUBLISH_QUEUE_BYTES); the item has {len(data)} bytes"
+                )
             else:
-                self._queue.append((item, future))
+                self._queue.append((data, future))
+                self._bytes += len(data)
                 self._cond.notify()
                 return future
         self._fail([future], error)
@@ -131,10 +154,10 @@ class NodeSender:
         while batch := self._take():
             futures = [future for _, future in batch]
             try:
-                self._send([item for item, _ in batch], futures)
+                self._send([data for data, _ in batch], futures)
             except Exception as exc:
-                # Anything else (an item that does not encode, a failing metrics call) costs this
-                # batch only: a dead thread would leave the node without publishes for good.
+                # Anything else (a bug in the send path, a failing metrics call) costs this batch
+                # only: a dead thread would leave the node without publishes for good.
                 logger.exception(
                     "unexpected error sending %d item(s) to Pushpin node %s", len(batch), self.name
                 )
@@ -143,10 +166,11 @@ class NodeSender:
                 self._close()
             finally:
                 with self._cond:
+                    self._bytes -= sum(len(data) for data, _ in batch)
                     self._sending = 0
         self._close()
 
-    def _take(self) -> list[tuple[dict, Future]]:
+    def _take(self) -> list[tuple[bytes, Future]]:
         """The next batch, in order; empty once stopped and drained."""
         with self._cond:
             while not self._queue and not self._stopped:
@@ -155,8 +179,8 @@ class NodeSender:
             self._sending = len(batch)
             return batch
 
-    def _send(self, items: list[dict], futures: list[Future]) -> None:
-        body = json.dumps({"items": items}).encode()
+    def _send(self, items: list[bytes], futures: list[Future]) -> None:
+        body = b'{"items":[' + b",".join(items) + b"]}"
         started = time.monotonic()
         try:
             status, text = self._post(body)
@@ -230,13 +254,14 @@ class PushpinCluster:
         timeout: float = 2.0,
         resolve_ttl: float = 1.0,
         queue_size: int = 10000,
+        queue_bytes: int = QUEUE_BYTES,
     ):
         if not control_urls:
             raise ValueError("no Pushpin control URL configured (PUSHPIN_CONTROL_URLS)")
         self.targets = [self._parse(url) for url in control_urls]
         self.timeout = timeout
         self.resolve_ttl = resolve_ttl
-        self.queue_size = queue_size
+        self.queue_size, self.queue_bytes = queue_size, queue_bytes
         self.stats: dict[str, NodeStats] = {}
         self.resolve_failures = 0
         self.node_departures = 0
@@ -375,7 +400,9 @@ class PushpinCluster:
             if sender is None:
                 host, port = addr
                 stats = self.stats.setdefault(_name(host, port), NodeStats())
-                sender = NodeSender(host, port, self.timeout, self.queue_size, stats)
+                sender = NodeSender(
+                    host, port, self.timeout, self.queue_size, stats, self.queue_bytes
+                )
                 self._senders[addr] = sender
             return sender
 

@@ -9,6 +9,7 @@ import logging
 import socket
 import threading
 import time
+import tracemalloc
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,6 +20,7 @@ from realtime import metrics as app_metrics
 from realtime.cluster import NodeSender, PublishError, PushpinCluster
 
 ITEM = {"channel": "probe-cluster", "formats": {"http-stream": {"content": "data: x\n\n"}}}
+BIG = {"channel": "probe-big", "formats": {"http-stream": {"content": f"data: {'x' * 65536}\n\n"}}}
 
 
 def metric(name: str, **labels) -> float:
@@ -397,3 +399,86 @@ def test_a_failing_metrics_call_loses_neither_an_answer_nor_the_sender(
         assert got == [(name, *expected)], (
             f"expected the answer {expected} {attempt}, got {got} (no answer: node '?')"
         )
+
+
+# -- 4. a stalled node holds bounded memory ---------------------------------------------------
+
+
+def test_a_stalled_node_holds_at_most_the_queue_bytes(stalled_node):
+    limit = 1024 * 1024
+    cluster = PushpinCluster([stalled_node.url], timeout=30, queue_bytes=limit)
+    size = len(json.dumps(BIG).encode())  # an item's size: its JSON-encoded length
+    name = stalled_node.name
+    cluster.publish_items([BIG], blocking=False)
+    assert stalled_node.stalled.wait(5), "expected the first item's POST to reach the node"
+    # That item is in flight (its bytes still held); what fits beside it is queued.
+    fits = limit // size - 1
+    before = metric("rtdash_pushpin_publish_failures_total", node=name)
+
+    tracemalloc.start()
+    try:
+        cluster.publish_items([BIG] * 200, blocking=False)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    stats = cluster.stats[name]
+    assert stats.failed == 200 - fits, (
+        f"expected {200 - fits} of 200 items of {size} bytes to fail at once beyond {limit} "
+        f"bytes, got {stats.failed}"
+    )
+    counted = metric("rtdash_pushpin_publish_failures_total", node=name) - before
+    assert counted == 200 - fits, f"expected {200 - fits} failures counted, got {counted}"
+    expected = f"send queue full ({(fits + 1) * size} bytes waiting, limit {limit}, "
+    assert stats.last_error.startswith(expected + "PUSHPIN_PUBLISH_QUEUE_BYTES)"), (
+        f"expected the error to start {expected!r}..., got {stats.last_error!r}"
+    )
+    assert held < 2 * limit, (
+        f"expected the queue to hold about {limit} bytes for 200 items of {size}, "
+        f"it grew memory by {held}"
+    )
+
+    # The node answers again: the queued items go, their bytes are free for new ones.
+    stalled_node.stall = False
+    stalled_node.release.set()
+    assert cluster.finish(timeout=10), "expected the queue to drain once the node answers"
+    assert len(stalled_node.items) == fits, f"expected {fits} items, got {len(stalled_node.items)}"
+    results = cluster.publish_items([BIG] * fits)
+    assert all(r.ok for r in results), f"expected {fits} more big items accepted, got {results}"
+
+
+def test_an_item_larger_than_the_queue_bytes_fails_at_once(node):
+    cluster = PushpinCluster([node.url], timeout=2, queue_bytes=65536)
+    with pytest.raises(PublishError, match=r"limit 65536, PUSHPIN_PUBLISH_QUEUE_BYTES"):
+        cluster.publish_items([BIG])
+    assert node.items == [], f"expected nothing sent, got {len(node.items)} item(s)"
+
+
+def test_the_item_count_bound_still_holds(stalled_node):
+    cluster = PushpinCluster([stalled_node.url], timeout=30, queue_size=5)
+    cluster.publish_items([ITEM], blocking=False)
+    assert stalled_node.stalled.wait(5), "expected the first item's POST to reach the node"
+    cluster.publish_items([ITEM] * 20, blocking=False)
+    stats = cluster.stats[stalled_node.name]
+    expected = "send queue full (5 items waiting, limit 5, PUSHPIN_PUBLISH_QUEUE_SIZE)"
+    assert (stats.failed, stats.last_error) == (15, expected), (
+        f"expected 15 of 20 items to fail with {expected!r}, got {stats.failed}: "
+        f"{stats.last_error!r}"
+    )
+    stalled_node.release.set()
+    assert cluster.finish(timeout=10), "expected every queued item answered"
+
+
+def test_the_byte_bound_is_a_setting_the_app_passes_on(monkeypatch):
+    from django.conf import settings
+    from django.test import override_settings
+
+    from realtime import publishing
+
+    assert settings.PUSHPIN_PUBLISH_QUEUE_BYTES == 16 * 1024 * 1024, (
+        f"expected a 16 MiB default, got {settings.PUSHPIN_PUBLISH_QUEUE_BYTES}"
+    )
+    monkeypatch.setattr(publishing, "_cluster", None)  # a cluster of this test's own
+    with override_settings(PUSHPIN_PUBLISH_QUEUE_BYTES=12345):
+        got = publishing.get_cluster().queue_bytes
+    assert got == 12345, f"expected get_cluster() to pass PUSHPIN_PUBLISH_QUEUE_BYTES, got {got}"
