@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 # Pushpin accepts many items per POST; batching keeps throughput high under bursts.
 MAX_BATCH = 100
+# ... but answers 400 to a body above push_in_max_body_size (1,000,000 in pushpin/pushpin.conf),
+# failing every item in it: a batch stops short of this many bytes (a bigger item goes alone).
+MAX_BATCH_BYTES = 512 * 1024
 QUEUE_BYTES = 16 * 1024 * 1024  # PUSHPIN_PUBLISH_QUEUE_BYTES' default
 # While a control host does not resolve, it is looked up again this soon rather than after the
 # whole TTL (a DNS blip heals fast), and at most this often (a dead resolver is not hammered).
@@ -175,7 +178,12 @@ class NodeSender:
         with self._cond:
             while not self._queue and not self._stopped:
                 self._cond.wait()
-            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            batch, size = [], 0
+            while self._queue and len(batch) < MAX_BATCH:
+                size += len(self._queue[0][0]) + 1
+                if batch and size > MAX_BATCH_BYTES:
+                    break
+                batch.append(self._queue.popleft())
             self._sending = len(batch)
             return batch
 

@@ -38,11 +38,15 @@ def wait_until(predicate, timeout: float = 5.0, what: str = "condition"):
 
 
 class Node:
-    """A Pushpin publish endpoint on 127.0.0.1: answers 200 "Published", or with `stall` set,
-    takes the request (`stalled` is set) and holds the answer until `release` is set."""
+    """A Pushpin publish endpoint on 127.0.0.1: answers 200 "Published" (400 to a body above
+    Pushpin's push_in_max_body_size), or with `stall` set, takes the request (`stalled` is set)
+    and holds the answer until `release` is set."""
+
+    MAX_BODY = 1_000_000  # pushpin/pushpin.conf
 
     def __init__(self):
         self.items: list[dict] = []
+        self.bodies: list[int] = []  # sizes of the bodies POSTed
         self.stall = False
         self.stalled = threading.Event()
         self.release = threading.Event()
@@ -53,16 +57,21 @@ class Node:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                node.bodies.append(len(body))
                 if node.stall:
                     node.stalled.set()
                     node.release.wait(30)
                     self.close_connection = True
                     return
-                node.items += json.loads(body)["items"]
-                self.send_response(200)
-                self.send_header("Content-Length", "10")
+                if len(body) > node.MAX_BODY:
+                    answer, status = b"Request body too large.\n", 400
+                else:
+                    node.items += json.loads(body)["items"]
+                    answer, status = b"Published\n", 200
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(b"Published\n")
+                self.wfile.write(answer)
 
             def log_message(self, *args):
                 pass
@@ -482,3 +491,22 @@ def test_the_byte_bound_is_a_setting_the_app_passes_on(monkeypatch):
     with override_settings(PUSHPIN_PUBLISH_QUEUE_BYTES=12345):
         got = publishing.get_cluster().queue_bytes
     assert got == 12345, f"expected get_cluster() to pass PUSHPIN_PUBLISH_QUEUE_BYTES, got {got}"
+
+
+def test_a_burst_of_big_items_goes_in_bodies_pushpin_accepts(stalled_node):
+    """Items that queued up behind a stalled node go in batches, each under Pushpin's body
+    limit: one body of 40 items of 64 KB would be refused whole."""
+    cluster = PushpinCluster([stalled_node.url], timeout=30)
+    cluster.publish_items([ITEM], blocking=False)
+    assert stalled_node.stalled.wait(5), "expected the first item's POST to reach the node"
+    cluster.publish_items([BIG] * 40, blocking=False)  # queued behind it
+    stalled_node.stall = False
+    stalled_node.release.set()
+    assert cluster.finish(timeout=10), "expected the queue to drain once the node answers"
+    stats = cluster.stats[stalled_node.name]
+    assert (len(stalled_node.items), stats.failed) == (40, 1), (
+        f"expected the 40 big items delivered (only the stalled first item failed), got "
+        f"{len(stalled_node.items)} delivered, {stats.failed} failed: {stats.last_error}"
+    )
+    too_big = [size for size in stalled_node.bodies if size > Node.MAX_BODY]
+    assert not too_big, f"expected no body above {Node.MAX_BODY} bytes, got {too_big}"
