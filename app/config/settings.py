@@ -194,6 +194,7 @@ LOGGING = {
 PUSHPIN_CONTROL_URLS = env_list("PUSHPIN_CONTROL_URLS", "http://pushpin:5561")
 PUSHPIN_PUBLISH_TIMEOUT = env_number("PUSHPIN_PUBLISH_TIMEOUT", 2.0)
 PUSHPIN_PUBLISH_QUEUE_SIZE = env_number("PUSHPIN_PUBLISH_QUEUE_SIZE", 10000, int)
+PUSHPIN_PUBLISH_QUEUE_BYTES = env_number("PUSHPIN_PUBLISH_QUEUE_BYTES", 16777216, int)
 
 # django-grip verifies each proxied request's Grip-Sig with this key (issuer "pushpin"); a
 # request without a valid signature is not treated as proxied.

@@ -4,6 +4,9 @@ Pushpin nodes do not talk to each other, so each publish must reach all of them.
 the addresses the configured control URLs resolve to *at publish time*: Compose's DNS returns
 every replica of a service, a Kubernetes headless Service every ready pod, and an Ansible
 inventory can list the hosts. Nodes added by scaling therefore need no app setting change.
+The names are looked up again every second, in the background so that a slow resolver holds up
+no publish; a failed look-up keeps the host's last known nodes (a DNS blip must not drop
+publishes), and a publish that finds no node at all is counted as a failure like any other.
 
 Each node has its own sender thread and bounded queue. A slow or dead node costs its own bounded
 timeout and a logged, counted failure; it never delays the other nodes nor stalls the publisher.
@@ -17,10 +20,10 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import queue
 import socket
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -31,6 +34,25 @@ logger = logging.getLogger(__name__)
 
 # Pushpin accepts many items per POST; batching keeps throughput high under bursts.
 MAX_BATCH = 100
+# ... but answers 400 to a body above push_in_max_body_size (1,000,000 in pushpin/pushpin.conf),
+# failing every item in it: a batch stops short of this many bytes (a bigger item goes alone).
+MAX_BATCH_BYTES = 512 * 1024
+QUEUE_BYTES = 16 * 1024 * 1024  # PUSHPIN_PUBLISH_QUEUE_BYTES' default
+# While a control host does not resolve, it is looked up again this soon rather than after the
+# whole TTL (a DNS blip heals fast), and at most this often (a dead resolver is not hammered).
+RESOLVE_RETRY = 0.25
+# A host that keeps failing to resolve is logged when it starts, then this often (every failed
+# look-up is counted).
+RESOLVE_LOG_EVERY = 30.0
+
+
+def _name(host: str, port: int) -> str:
+    """A node's name: its publish address, as the metrics' `node` label has it."""
+    return f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+
+
+def _names(addrs) -> str:
+    return ", ".join(_name(host, port) for host, port in addrs)
 
 
 class PublishError(Exception):
@@ -60,56 +82,113 @@ class NodeStats:
 
 
 class NodeSender:
-    """Sends queued items to one Pushpin node, in order, with a bounded timeout per request."""
+    """Sends queued items to one Pushpin node, in order, with a bounded timeout per request.
 
-    def __init__(self, host: str, port: int, timeout: float, queue_size: int, stats: NodeStats):
+    Its queue is bounded by items and by bytes (items JSON-encoded, as sent), so a stalled node
+    holds bounded memory: an item beyond either bound fails at once. Every item's future is
+    resolved, whatever happens: an unexpected error fails its batch (logged with its traceback,
+    counted) and the sender goes on with the next one.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        queue_size: int,
+        stats: NodeStats,
+        queue_bytes: int = QUEUE_BYTES,
+    ):
         self.host, self.port, self.timeout = host, port, timeout
-        self.name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        self.name = _name(host, port)
         self.stats = stats
+        self.queue_size, self.queue_bytes = queue_size, queue_bytes
         # Series at 0 from the node's first appearance, so that rate() sees its first items.
         metrics.PUBLISHED.labels(self.name)
         metrics.PUBLISH_FAILURES.labels(self.name)
-        self.queue: queue.Queue[tuple[dict, Future]] = queue.Queue(maxsize=queue_size)
         self.last_seen = time.monotonic()
+        self._queue: deque[tuple[bytes, Future]] = deque()  # encoded items
+        self._bytes = 0  # held: queued, and in the batch being sent
+        self._sending = 0  # items of the batch being sent
+        self._stopped = False
+        self._cond = threading.Condition()  # guards the four above
         self._conn: http.client.HTTPConnection | None = None
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"pushpin-{self.name}", daemon=True)
         self._thread.start()
 
     def submit(self, item: dict) -> Future:
         future: Future = Future()
         try:
-            self.queue.put_nowait((item, future))
-        except queue.Full:
-            self._fail([future], f"send queue full ({self.queue.maxsize} items waiting)")
+            data = json.dumps(item).encode()
+        except (TypeError, ValueError) as exc:  # the caller's bug; it costs this item only
+            self._fail([future], f"item cannot be sent as JSON: {type(exc).__name__}: {exc}")
+            return future
+        with self._cond:
+            if self._stopped:  # its thread may be gone: nothing would answer this item
+                error = "sender stopped (the node left)"
+            elif len(self._queue) >= self.queue_size:
+                error = (
+                    f"send queue full ({len(self._queue)} items waiting, limit "
+                    f"{self.queue_size}, PUSHPIN_PUBLISH_QUEUE_SIZE)"
+                )
+            elif self._bytes + len(data) > self.queue_bytes:
+                error = (
+                    f"send queue full ({self._bytes} bytes waiting, limit {self.queue_bytes}, "
+                    f"PUSHPIN_PUBLISH_QUEUE_BYTES); the item has {len(data)} bytes"
+                )
+            else:
+                self._queue.append((data, future))
+                self._bytes += len(data)
+                self._cond.notify()
+                return future
+        self._fail([future], error)
         return future
 
     def stop(self) -> None:
-        self._stop.set()
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
 
     def idle(self) -> bool:
-        return self.queue.unfinished_tasks == 0
+        with self._cond:
+            return not self._queue and not self._sending
 
     def _run(self) -> None:
-        while not (self._stop.is_set() and self.queue.empty()):
+        while batch := self._take():
+            futures = [future for _, future in batch]
             try:
-                batch = [self.queue.get(timeout=0.5)]
-            except queue.Empty:
-                continue
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                self._send([item for item, _ in batch], [f for _, f in batch])
+                self._send([data for data, _ in batch], futures)
+            except Exception as exc:
+                # Anything else (a bug in the send path, a failing metrics call) costs this batch
+                # only: a dead thread would leave the node without publishes for good.
+                logger.exception(
+                    "unexpected error sending %d item(s) to Pushpin node %s", len(batch), self.name
+                )
+                if pending := [future for future in futures if not future.done()]:
+                    self._fail(pending, f"{type(exc).__name__}: {exc}")
+                self._close()
             finally:
-                for _ in batch:
-                    self.queue.task_done()
+                with self._cond:
+                    self._bytes -= sum(len(data) for data, _ in batch)
+                    self._sending = 0
         self._close()
 
-    def _send(self, items: list[dict], futures: list[Future]) -> None:
-        body = json.dumps({"items": items}).encode()
+    def _take(self) -> list[tuple[bytes, Future]]:
+        """The next batch, in order; empty once stopped and drained."""
+        with self._cond:
+            while not self._queue and not self._stopped:
+                self._cond.wait()
+            batch, size = [], 0
+            while self._queue and len(batch) < MAX_BATCH:
+                size += len(self._queue[0][0]) + 1
+                if batch and size > MAX_BATCH_BYTES:
+                    break
+                batch.append(self._queue.popleft())
+            self._sending = len(batch)
+            return batch
+
+    def _send(self, items: list[bytes], futures: list[Future]) -> None:
+        body = b'{"items":[' + b",".join(items) + b"]}"
         started = time.monotonic()
         try:
             status, text = self._post(body)
@@ -124,10 +203,13 @@ class NodeSender:
         self.stats.published += len(items)
         self.stats.requests += 1
         self.stats.latency_sum_s += latency
-        metrics.PUBLISHED.labels(self.name).inc(len(items))
-        metrics.PUBLISH_SECONDS.labels(self.name).observe(latency)
-        for future in futures:
-            future.set_result(NodeResult(self.name, True))
+        try:
+            metrics.PUBLISHED.labels(self.name).inc(len(items))
+            metrics.PUBLISH_SECONDS.labels(self.name).observe(latency)
+        finally:
+            # The node has them, whatever the metrics did (counted first: callers read them).
+            for future in futures:
+                future.set_result(NodeResult(self.name, True))
 
     def _post(self, body: bytes) -> tuple[int, str]:
         # One retry on a fresh connection: a kept-alive connection may have been closed by the
@@ -149,12 +231,19 @@ class NodeSender:
         raise AssertionError("unreachable")
 
     def _fail(self, futures: list[Future], error: str) -> None:
-        self.stats.failed += len(futures)
-        self.stats.last_error = error
-        metrics.PUBLISH_FAILURES.labels(self.name).inc(len(futures))
-        logger.warning(
-            "publish to Pushpin node %s failed for %d item(s): %s", self.name, len(futures), error
-        )
+        try:
+            self.stats.failed += len(futures)
+            self.stats.last_error = error
+            metrics.PUBLISH_FAILURES.labels(self.name).inc(len(futures))
+            logger.warning(
+                "publish to Pushpin node %s failed for %d item(s): %s",
+                self.name,
+                len(futures),
+                error,
+            )
+        except Exception:
+            logger.exception("counting a failed publish to Pushpin node %s failed", self.name)
+        # Answered whatever happened above (and after counting: callers read the counts).
         for future in futures:
             future.set_result(NodeResult(self.name, False, error))
 
@@ -173,20 +262,27 @@ class PushpinCluster:
         timeout: float = 2.0,
         resolve_ttl: float = 1.0,
         queue_size: int = 10000,
+        queue_bytes: int = QUEUE_BYTES,
     ):
         if not control_urls:
             raise ValueError("no Pushpin control URL configured (PUSHPIN_CONTROL_URLS)")
         self.targets = [self._parse(url) for url in control_urls]
         self.timeout = timeout
         self.resolve_ttl = resolve_ttl
-        self.queue_size = queue_size
+        self.queue_size, self.queue_bytes = queue_size, queue_bytes
         self.stats: dict[str, NodeStats] = {}
         self.resolve_failures = 0
         self.node_departures = 0
         self._senders: dict[tuple[str, int], NodeSender] = {}
-        self._resolved: list[tuple[str, int]] = []
-        self._resolved_at = 0.0
+        # The last good answer per control host: a failed look-up keeps it (a DNS blip must not
+        # drop publishes); only a successful answer changes a host's nodes.
+        self._host_addrs: dict[tuple[str, int], list[tuple[str, int]]] = {}
+        self._failing: dict[tuple[str, int], tuple[int, float]] = {}  # failed in a row, logged at
+        self._resolved: list[tuple[str, int]] | None = None  # None until a first look-up ended
+        self._next_resolve = 0.0
+        self._resolving = False  # one look-up at a time
         self._lock = threading.Lock()
+        self._resolved_cond = threading.Condition(self._lock)
 
     @staticmethod
     def _parse(url: str) -> tuple[str, int]:
@@ -200,39 +296,101 @@ class PushpinCluster:
         return [self._sender(addr).name for addr in self._resolve()]
 
     def _resolve(self) -> list[tuple[str, int]]:
+        """The node set. Once stale it is looked up again, never under the lock and one look-up
+        at a time, in the background: publishes keep the last known set meanwhile, so a slow
+        resolver delays none of them but those before the very first answer."""
         with self._lock:
-            now = time.monotonic()
-            if self._resolved_at and now - self._resolved_at < self.resolve_ttl:
-                return self._resolved
-            found: list[tuple[str, int]] = []
-            for host, port in self.targets:
-                try:
-                    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                except socket.gaierror as exc:
-                    self.resolve_failures += 1
-                    metrics.RESOLVE_FAILURES.inc()
-                    logger.warning("Pushpin control host %s does not resolve: %s", host, exc)
-                    continue
-                for info in infos:
-                    addr = (info[4][0], port)
-                    if addr not in found:
-                        found.append(addr)
-            found.sort()  # DNS rotates its answers; the node set is what matters
-            if found != self._resolved:
-                self._log_node_change(self._resolved, found)
-            self._resolved, self._resolved_at = found, now
-            self._retire_senders(now)
-            return found
+            due = not self._resolving and time.monotonic() >= self._next_resolve
+            self._resolving = self._resolving or due
+            known = self._resolved
+        if due and known is not None:
+            try:
+                threading.Thread(target=self._refresh, name="pushpin-resolve", daemon=True).start()
+            except RuntimeError:  # no thread to be had: look up here rather than never again
+                self._refresh()
+        elif due:
+            self._refresh()
+        if known is not None:
+            return known
+        with self._lock:
+            self._resolved_cond.wait_for(lambda: self._resolved is not None)
+            return self._resolved
+
+    def _refresh(self) -> None:
+        """Look every control host up and install the node set they make."""
+        retry = min(RESOLVE_RETRY, self.resolve_ttl)
+        next_in = retry
+        try:
+            found = {target: self._look_up(*target) for target in self.targets}
+            if all(isinstance(answer, list) for answer in found.values()):
+                next_in = self.resolve_ttl
+            with self._lock:
+                for target, answer in found.items():
+                    if isinstance(answer, list):
+                        self._host_addrs[target] = answer
+                before = self._resolved or []
+                after = sorted({addr for addrs in self._host_addrs.values() for addr in addrs})
+                self._resolved = after
+                self._retire_senders(time.monotonic())
+                self._resolved_cond.notify_all()
+            # Still the only look-up running: its counters and logs need no lock.
+            self._report(found, before, after)
+        finally:
+            with self._lock:
+                if self._resolved is None:  # a bug above must not leave first publishers waiting
+                    self._resolved = []
+                self._next_resolve = time.monotonic() + next_in
+                self._resolving = False
+                self._resolved_cond.notify_all()
+
+    @staticmethod
+    def _look_up(host: str, port: int) -> list[tuple[str, int]] | Exception:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:  # gaierror, or a name no resolver accepts
+            return exc
+        return sorted({(info[4][0], port) for info in infos})  # DNS rotates; the set matters
+
+    def _report(self, found: dict, before: list, after: list) -> None:
+        now = time.monotonic()
+        for target, answer in found.items():
+            streak, logged_at = self._failing.pop(target, (0, 0.0))
+            if isinstance(answer, list):
+                if streak:
+                    logger.info(
+                        "Pushpin control host %s resolves again (after %d failed look-ups)",
+                        target[0],
+                        streak,
+                    )
+                continue
+            self.resolve_failures += 1
+            metrics.RESOLVE_FAILURES.inc()
+            if not streak or now - logged_at >= RESOLVE_LOG_EVERY:
+                kept = self._host_addrs.get(target)
+                logger.warning(
+                    "Pushpin control host %s does not resolve (%d failed look-up(s) in a row): "
+                    "%s; %s",
+                    target[0],
+                    streak + 1,
+                    answer,
+                    f"still publishing to its last known node(s) {_names(kept)}"
+                    if kept
+                    else "no node of it is known",
+                )
+                logged_at = now
+            self._failing[target] = (streak + 1, logged_at)
+        if after != before:
+            self._log_node_change(before, after)
 
     def _log_node_change(self, before: list, after: list) -> None:
-        gone = [f"{h}:{p}" for h, p in before if (h, p) not in after]
-        if gone and self._resolved_at > 0:
+        gone = [addr for addr in before if addr not in after]
+        if gone:
             # A node that stops resolving was stopped or removed: its clients reconnect to the
             # others and replay what they missed. Said loudly, never dropped silently.
             self.node_departures += len(gone)
             metrics.NODE_DEPARTURES.inc(len(gone))
-            logger.warning("Pushpin node(s) %s no longer resolve", ", ".join(gone))
-        logger.info("Pushpin nodes: %s", ", ".join(f"{h}:{p}" for h, p in after) or "none")
+            logger.warning("Pushpin node(s) %s no longer resolve", _names(gone))
+        logger.info("Pushpin nodes: %s", _names(after) or "none")
 
     def _retire_senders(self, now: float) -> None:
         # A node that left (scaled down, replaced) keeps its sender until its queue drains.
@@ -249,11 +407,23 @@ class PushpinCluster:
             sender = self._senders.get(addr)
             if sender is None:
                 host, port = addr
-                name = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-                stats = self.stats.setdefault(name, NodeStats())
-                sender = NodeSender(host, port, self.timeout, self.queue_size, stats)
+                stats = self.stats.setdefault(_name(host, port), NodeStats())
+                sender = NodeSender(
+                    host, port, self.timeout, self.queue_size, stats, self.queue_bytes
+                )
                 self._senders[addr] = sender
             return sender
+
+    def _count_unsent(self, count: int, error: str) -> None:
+        # No node to count them against: each control host stands for its unknown nodes (as
+        # `node`), so the failure metric and its alert show it like any node's.
+        with self._lock:
+            for host, port in self.targets:
+                stats = self.stats.setdefault(_name(host, port), NodeStats())
+                stats.failed += count
+                stats.last_error = error
+                metrics.PUBLISH_FAILURES.labels(_name(host, port)).inc(count)
+        logger.error("%s (%d item(s) not published)", error, count)
 
     def publish_items(self, items: list[dict], blocking: bool = True) -> list[NodeResult]:
         """Queue items for every node; with ``blocking``, wait for and check every node's answer."""
@@ -261,7 +431,7 @@ class PushpinCluster:
         if not addrs:
             hosts = ", ".join(h for h, _ in self.targets)
             error = f"cannot reach any Pushpin node: {hosts} resolved to no address"
-            logger.error(error)
+            self._count_unsent(len(items), error)
             if blocking:
                 raise PublishError(error, [])
             return []

@@ -28,6 +28,7 @@ def get_cluster() -> PushpinCluster:
                 settings.PUSHPIN_CONTROL_URLS,
                 timeout=settings.PUSHPIN_PUBLISH_TIMEOUT,
                 queue_size=settings.PUSHPIN_PUBLISH_QUEUE_SIZE,
+                queue_bytes=settings.PUSHPIN_PUBLISH_QUEUE_BYTES,
             )
             _cluster_pid = os.getpid()
         return _cluster
