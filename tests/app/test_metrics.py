@@ -154,15 +154,27 @@ def scrape(port: int) -> dict[tuple, float]:
 def test_gunicorn_workers_add_up_on_the_internal_listener(gunicorn):
     site, metrics_port, multiproc = gunicorn
     assert not (multiproc / "counter_999999.db").exists(), "the directory was not cleared"
-    requests_made = 30
-    for _ in range(requests_made):
+    requests_made, dropped = 30, 0
+    answered = 0
+    while answered < requests_made:
         # A new connection each: gunicorn's workers take turns accepting.
-        response = requests.get(
-            f"http://127.0.0.1:{site}/healthz", headers={"Connection": "close"}, timeout=5
-        )
+        try:
+            response = requests.get(
+                f"http://127.0.0.1:{site}/healthz", headers={"Connection": "close"}, timeout=5
+            )
+        except requests.RequestException:
+            # gunicorn's gthread worker can accept a connection after reaching max_requests and
+            # exit without serving it (gunicorn issue #3038): never answered, never counted.
+            dropped += 1
+            assert dropped <= 10, "gunicorn dropped more than 10 connections"
+            continue
         assert response.status_code == 200
+        answered += 1
     counted = scrape(metrics_port).get(("rtdash_health_checks_total", (("result", "ok"),)))
-    assert counted == requests_made, f"expected {requests_made} health checks, got {counted}"
+    assert counted == requests_made, (
+        f"expected {requests_made} health checks counted (one per answer; {dropped} connection(s) "
+        f"dropped by exiting workers), got {counted}"
+    )
     # Every worker served at most 5: the count adds up over live and exited processes.
     workers = {re.search(r"_(\d+)\.db$", p.name).group(1) for p in multiproc.glob("counter_*")}
     assert len(workers) >= requests_made // 5, f"expected 6+ worker processes, files of {workers}"
