@@ -74,3 +74,54 @@ def test_published_value_appears_without_a_reload(browser, stack):
         "page reloaded"
     )
     print(f"value on the page {time.monotonic() - started:.3f} s after the publish returned")
+
+
+def test_a_tab_that_missed_more_than_the_replay_limit_reloads_with_current_values(browser, stack):
+    """The tab's stream is cut while more events are published than a resume may replay
+    (REALTIME_REPLAY_MAX_EVENTS, 200): both Pushpin nodes are paused, take the publishes into
+    their sockets' buffers, and are killed with them unread. When the tab resumes through a
+    restarted node it gets stream-reset instead of hundreds of stale updates, reloads, and is
+    live again."""
+    open_dashboard(browser, stack)
+    page_id = browser.execute_script("return window.performance.timeOrigin")
+    browser.execute_script(RECORD_STAT_TEXTS)
+    WebDriverWait(browser, 15).until(
+        lambda d: len(d.execute_script("return window.__statTexts")) > 1,
+        message="the page never got a live update before the test",
+    )
+    nodes = stack.containers("pushpin")
+    for node in nodes:
+        node.pause()
+    try:
+        result = stack.manage(
+            "probe_publish",
+            "dashboard",
+            "--count",
+            "260",
+            "--rate",
+            "200",
+            "--event",
+            "missed",
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-1500:]
+    finally:
+        for node in nodes:
+            node.kill()
+            node.start()
+    try:
+        WebDriverWait(browser, 60).until(
+            lambda d: d.execute_script("return window.performance.timeOrigin") != page_id,
+            message="the tab did not reload after missing more than the replay limit",
+        )
+        stat = WebDriverWait(browser, 15).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, '[sse-swap$="componentload"] h2')
+        )
+        assert stat.text.strip(), "the reloaded tab shows no value"
+        browser.execute_script(RECORD_STAT_TEXTS)
+        WebDriverWait(browser, 20).until(
+            lambda d: len(d.execute_script("return window.__statTexts")) > 1,
+            message="the reloaded tab gets no live updates",
+        )
+    finally:
+        stack.wait_healthy()
