@@ -13,6 +13,17 @@ PYTEST_ARGS ?=
 INVENTORY ?=
 ANSIBLE_ARGS ?=
 
+# The project deployed: any django-dashboards project directory (manage.py, its requirements
+# file); the demo by default. Its image is built on the kit's base image (app/realtime).
+APP_DIR ?= app/demo
+override APP_DIR := $(abspath $(APP_DIR))
+export APP_DIR
+export KIT_APP_DOCKERFILE := $(abspath app/Dockerfile)
+KIT_IMAGE_TAG ?= latest
+export KIT_IMAGE_TAG
+APP_REQUIREMENTS ?= requirements.txt
+export APP_REQUIREMENTS
+
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 # TLS on the public origin when KIT_TLS_DIR names a directory with tls.crt and tls.key.
@@ -30,16 +41,17 @@ COMPOSE = docker compose $(COMPOSE_FILES) $(COMPOSE_PROFILE) -p $(PROJECT) --env
 COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
   docker compose $(COMPOSE_FILES) --profile '*' -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
 
-.PHONY: help venv prepare up down logs ps status test lint deploy bench bench-quick
+.PHONY: help venv prepare base-image images up down logs ps status test lint deploy bench bench-quick
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: requirements-dev.txt app/requirements.txt
+$(VENV)/.installed: requirements-dev.txt app/realtime/requirements.lock app/realtime/pyproject.toml
 	@echo "==> Python: virtualenv $(VENV) with requirements-dev.txt"
 	@python3 -c 'import ensurepip, venv' 2>/dev/null || compose/prepare-host.sh --python-only
 	@[ -x $(VENV)/bin/pip ] || python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install -q -r requirements-dev.txt
+	@$(VENV)/bin/pip install -q -e app/realtime -c app/realtime/requirements.lock
 	@touch $@
 
 venv: $(VENV)/.installed ## Create the Python virtualenv (tools, tests)
@@ -47,7 +59,17 @@ venv: $(VENV)/.installed ## Create the Python virtualenv (tools, tests)
 prepare: ## Install and start what the stack needs: Docker engine, Compose, base image
 	@compose/prepare-host.sh
 
-up: prepare ## Build and start the stack, wait until healthy, print the URL (MONITORING=1: with Prometheus)
+base-image: prepare ## Build the app's base image (the real-time layer, app/realtime); projects build on it
+	@[ -f "$(APP_DIR)/manage.py" ] || { echo "APP_DIR=$(APP_DIR) has no manage.py: point it at a Django project" >&2; exit 2; }
+	@[ -f "$(APP_DIR)/$(APP_REQUIREMENTS)" ] || { echo "APP_DIR=$(APP_DIR) has no $(APP_REQUIREMENTS) (APP_REQUIREMENTS): the project's own requirements, may be empty" >&2; exit 2; }
+	@echo "==> Images: rtdash/app-base:$(KIT_IMAGE_TAG) from app/realtime"
+	@docker build -q -t rtdash/app-base:$(KIT_IMAGE_TAG) app/realtime >/dev/null
+
+images: base-image ## Build every image: the app base, the project's app (APP_DIR), Pushpin, nginx
+	@echo "==> Images: the app from $(APP_DIR), Pushpin, nginx"
+	@$(COMPOSE_NOSECRETS) build --quiet
+
+up: base-image ## Build and start the stack (APP_DIR: your project), wait until healthy, print the URL (MONITORING=1: with Prometheus)
 	@compose/generate-secrets.sh $(ENV_FILE)
 	@echo "==> Stack: building images and starting services (project $(PROJECT))"
 	@$(COMPOSE) up --build --detach --wait --remove-orphans \

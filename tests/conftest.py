@@ -3,7 +3,7 @@ import os
 import docker
 import pytest
 
-from support.stack import COMPOSE_FILE, new_stack, run
+from support.stack import REPO, new_stack, run
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +31,7 @@ def stack(docker_client, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def images(docker_client):
-    """The kit's images (app, pushpin, nginx), built from this checkout (cached layers)."""
-    env = {**os.environ, "DJANGO_SECRET_KEY": "unused", "PUSHPIN_SIG_KEY": "unused"}
-    run(["docker", "compose", "-f", str(COMPOSE_FILE), "build", "--quiet"], env=env)
+    """The kit's images (the app base, the demo's app, pushpin, nginx), built from this
+    checkout with `make images` (cached layers)."""
+    run(["make", "images"], env={**os.environ, "APP_DIR": str(REPO / "app" / "demo")})
     return {name: f"rtdash/{name}:latest" for name in ("app", "pushpin", "nginx")}

@@ -14,12 +14,13 @@ def page(client) -> str:
     return response.content.decode()
 
 
-def test_sse_components_connect_to_the_same_origin_events_path(client):
+def test_sse_components_name_their_channel_and_the_same_origin_events_path(client):
+    """The page's script (sse-page.js) opens one stream from these: the browser test checks
+    the URL it connects to."""
     html = page(client)
-    urls = re.findall(r'sse-connect="([^"]+)"', html)
-    assert len(urls) == 2, f"expected the live stat and the live chart, found {urls}"
-    for url in urls:
-        assert url == "/events/?channel=dashboard", f"expected a same-origin path, got {url!r}"
+    parts = re.findall(r'data-sse-channel="([^"]+)" data-sse-path="([^"]+)"', html)
+    assert parts == [("dashboard", "/events/")] * 3, f"expected 3 live components, found {parts}"
+    assert "sse-connect" not in html, "a component opens a stream of its own"
     assert ":7999" not in html and "pushpin" not in html.lower(), (
         "a Pushpin address leaked into the page"
     )
@@ -31,6 +32,7 @@ def test_ordinary_and_sse_components_render_side_by_side(client):
     assert swaps == [
         "dashboardsdemolivedashboardcomponentload",
         "dashboardsdemolivedashboardcomponentload_history",
+        "dashboardsdemolivedashboardcomponentpublishes",
     ]
     # The ordinary stat (events stored) renders its value into the page itself.
     assert "events kept for replay" in html
@@ -42,7 +44,14 @@ def test_every_script_is_served_by_the_app(client):
     assert sources, "no scripts found"
     external = [src for src in sources if not src.startswith("/static/")]
     assert not external, f"scripts from outside the app's static files: {external}"
-    for wanted in ("htmx.min.js", "htmx.sse.min.js", "plotly.min.js", "realtime/sse-resume.js"):
+    wanted_scripts = (
+        "htmx.min.js",
+        "htmx.sse.min.js",
+        "plotly.min.js",
+        "realtime/sse-resume.js",
+        "realtime/sse-page.js",
+    )
+    for wanted in wanted_scripts:
         assert any(src.endswith(wanted) for src in sources), f"{wanted} not on the page"
     for src in sources:
         assert client.get(src).status_code == 200, f"{src} is not served"

@@ -117,7 +117,7 @@ def gunicorn(tmp_path):
         "GUNICORN_CMD_ARGS": "--max-requests 5",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "gunicorn.conf.py"],
+        [sys.executable, "-m", "gunicorn", "-c", "python:realtime.gunicorn"],
         cwd=APP,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -163,17 +163,18 @@ def test_gunicorn_workers_add_up_on_the_internal_listener(gunicorn):
                 f"http://127.0.0.1:{site}/healthz", headers={"Connection": "close"}, timeout=5
             )
         except requests.RequestException:
-            # gunicorn's gthread worker can accept a connection after reaching max_requests and
-            # exit without serving it (gunicorn issue #3038): never answered, never counted.
+            # gunicorn's gthread worker can exit at max_requests with a connection it accepted
+            # unanswered (gunicorn issue #3038), served or not: counted at most once.
             dropped += 1
             assert dropped <= 10, "gunicorn dropped more than 10 connections"
             continue
         assert response.status_code == 200
         answered += 1
     counted = scrape(metrics_port).get(("rtdash_health_checks_total", (("result", "ok"),)))
-    assert counted == requests_made, (
-        f"expected {requests_made} health checks counted (one per answer; {dropped} connection(s) "
-        f"dropped by exiting workers), got {counted}"
+    # None lost from the processes that exited; none counted twice.
+    assert requests_made <= counted <= requests_made + dropped, (
+        f"expected {requests_made} health checks counted, plus at most the {dropped} "
+        f"connection(s) exiting workers dropped, got {counted}"
     )
     # Every worker served at most 5: the count adds up over live and exited processes.
     workers = {re.search(r"_(\d+)\.db$", p.name).group(1) for p in multiproc.glob("counter_*")}

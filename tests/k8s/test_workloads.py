@@ -69,16 +69,16 @@ def _probe(overlay, workload, container, probe):
 def test_app_probes_test_the_database_and_a_worker(overlay):
     readiness = _probe(overlay, "app", "app", "readinessProbe")["httpGet"]
     assert readiness["path"] == "/healthz", f"app readiness: expected /healthz, got {readiness}"
-    health = (REPO / "app/realtime/health.py").read_text()
+    health = (REPO / "app/realtime/src/realtime/health.py").read_text()
     assert '"/healthz"' in health and "SELECT 1" in health, (
-        "app/realtime/health.py no longer answers /healthz with a database query"
+        "realtime/health.py no longer answers /healthz with a database query"
     )
     # Liveness must not depend on the database: a static file, served by whitenoise.
     liveness = _probe(overlay, "app", "app", "livenessProbe")["httpGet"]["path"]
     assert liveness.startswith("/static/"), f"app liveness: expected a static file, got {liveness}"
     relative = liveness.removeprefix("/static/")
-    assert list(REPO.glob(f"app/*/static/{relative}")), (
-        f"app liveness probes {liveness}, but no app/*/static/{relative} exists in the repository"
+    assert list(REPO.glob(f"app/realtime/src/*/static/{relative}")), (
+        f"app liveness probes {liveness}, but the package has no static/{relative}"
     )
 
 
@@ -302,7 +302,10 @@ def _seconds(pattern, path):
         # nginx closes open event streams after worker_shutdown_timeout.
         ("nginx", lambda: _seconds(r"^worker_shutdown_timeout (\d+)s;", "nginx/nginx.conf")),
         # gunicorn finishes requests in flight within graceful_timeout.
-        ("app", lambda: _seconds(r"^graceful_timeout = (\d+)", "app/gunicorn.conf.py")),
+        (
+            "app",
+            lambda: _seconds(r"^graceful_timeout = (\d+)", "app/realtime/src/realtime/gunicorn.py"),
+        ),
         # Pushpin closes its streams at once; clients reconnect elsewhere.
         ("pushpin", lambda: 0),
     ],

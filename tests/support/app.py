@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-APP = Path(__file__).resolve().parents[2] / "app"
+APP = Path(__file__).resolve().parents[2] / "app" / "demo"
 DATA_DIR = tempfile.mkdtemp(prefix="kit-app-tests-")
 DEV_ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -34,7 +34,7 @@ def manage(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
 
 @contextmanager
 def gunicorn(tmp_path: Path, **env: str):
-    """The app under gunicorn, as its image runs it (gunicorn.conf.py), on a free loopback port.
+    """The app under gunicorn, as its image runs it (realtime.gunicorn), on a free loopback port.
     Yields (site port, process); its log (access and error) is at process.log_path."""
     import requests
 
@@ -51,7 +51,7 @@ def gunicorn(tmp_path: Path, **env: str):
     }
     log = open(tmp_path / "gunicorn.log", "w+")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "gunicorn.conf.py"],
+        [sys.executable, "-m", "gunicorn", "-c", "python:realtime.gunicorn"],
         cwd=APP,
         env=full_env,
         stdout=log,
