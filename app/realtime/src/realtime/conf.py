@@ -378,3 +378,21 @@ BY_NAME = {s.name: s for s in SETTINGS}
 def value(name: str, environ=os.environ):
     """One declared setting, parsed from the environment."""
     return BY_NAME[name].parse(environ)
+
+
+def markdown_table() -> str:
+    """The settings as the README's table: name, default, meaning, who reads it."""
+    rows = ["| setting | default | meaning | read by |", "|---|---|---|---|"]
+    for setting in SETTINGS:
+        default = (
+            "secret" if setting.secret else (f"`{setting.default}`" if setting.default else "—")
+        )
+        if setting.per_deployment:
+            default += " (set per deployment)"
+        meaning = setting.meaning.replace("|", "\\|")
+        rows.append(f"| `{setting.name}` | {default} | {meaning} | {', '.join(setting.read_by)} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

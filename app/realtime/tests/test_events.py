@@ -127,7 +127,8 @@ def stream_error(response) -> dict:
 def test_a_refresh_ends_the_stream_of_a_deactivated_or_deleted_user(client):
     from django.contrib.auth import get_user_model
 
-    user = get_user_model().objects.create_user(f"reader-{uuid.uuid4().hex[:6]}", password="x")
+    name = f"reader-{uuid.uuid4().hex[:6]}"
+    user = get_user_model().objects.create_user(name, password="x")  # noqa: S106 - a test user
     token = link_token(["private"], user=str(user.pk))
     assert follow_link(client, token, "private")["Grip-Hold"] == "stream"
     user.is_active = False
@@ -143,7 +144,9 @@ def test_a_refresh_ends_the_stream_when_the_user_lost_the_channel(client):
     from django.contrib.auth import get_user_model
 
     staff = get_user_model().objects.create_user(
-        f"staff-{uuid.uuid4().hex[:6]}", password="x", is_staff=True
+        f"staff-{uuid.uuid4().hex[:6]}",
+        password="x",  # noqa: S106 - a throwaway test user
+        is_staff=True,
     )
     token = link_token(["ops"], user=str(staff.pk))
     assert follow_link(client, token, "ops")["Grip-Hold"] == "stream"
