@@ -23,6 +23,8 @@ from support.k8s import (
 # Pushpin's keep-alive events on an open stream come every 20 s (django-eventstream).
 KEEP_ALIVE_S = 20
 NAMESPACED_EXEMPT = {"Namespace"}
+# What k8s/components/ingress-tls writes until the overlay's host replaces it.
+PLACEHOLDER_HOST = "host.invalid"
 
 
 def test_one_namespace_with_restricted_pod_security(overlay):
@@ -201,16 +203,22 @@ def test_prod_app_accepts_its_host(prod):
 
 
 def test_the_host_is_set_in_one_place(kustomize, tmp_path):
+    """The overlay's ConfigMap ingress-host (local-config) is the only place the host is
+    written: the component ingress-tls copies it everywhere, and its own placeholder never
+    reaches a render."""
     tree = copy_tree_for_kustomize(tmp_path)
-    ingress_file = tree / "k8s/overlays/prod/ingress.yaml"
-    docs = list(yaml.safe_load_all(ingress_file.read_text()))
-    original = docs[0]["spec"]["rules"][0]["host"]
-    ingress_file.write_text(
-        ingress_file.read_text().replace(f"- host: {original}", "- host: dash.test.invalid", 1)
+    host_file = tree / "k8s/overlays/prod/host.yaml"
+    (doc,) = yaml.safe_load_all(host_file.read_text())
+    original = doc["data"]["host"]
+    host_file.write_text(
+        host_file.read_text().replace(f"host: {original}", "host: dash.test.invalid", 1)
     )
     text = yaml.safe_dump_all(render(tree / "k8s/overlays/prod"))
-    assert original not in text, (
-        f"prod: after changing the Ingress host, {original} is still in the render:\n"
-        + "\n".join(line for line in text.splitlines() if original in line)
-    )
+    for stale in (original, PLACEHOLDER_HOST):
+        assert stale not in text, (
+            f"prod: after changing the host in host.yaml, {stale} is still in the render:\n"
+            + "\n".join(line for line in text.splitlines() if stale in line)
+        )
+    # Both Ingresses (rule and TLS block), DJANGO_ALLOWED_HOSTS, DJANGO_CSRF_TRUSTED_ORIGINS.
+    assert text.count("dash.test.invalid") == 6, f"expected the new host 6 times:\n{text}"
     assert "https://dash.test.invalid" in text and "dash.test.invalid,localhost" in text

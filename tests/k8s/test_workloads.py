@@ -2,20 +2,28 @@
 limits, the "restricted" Pod Security settings with the images' own users, writable paths on
 volumes, service accounts without tokens, disruption budgets, graceful rollouts."""
 
+import copy
 import re
 
 import pytest
+import yaml
 
 from support.k8s import (
+    K8S,
     REPO,
+    WORKLOAD_KINDS,
+    Render,
     all_containers,
     container_port,
     containers,
+    copy_tree_for_kustomize,
     image_of,
-    image_user,
+    is_local_config,
     label,
+    pod_security_problems,
     pod_spec,
     quantity,
+    render,
 )
 
 # Containers that run to completion (the migrate Job) get no probes: a readiness probe means
@@ -134,40 +142,107 @@ def test_every_container_has_requests_and_limits(overlay):
 
 
 def test_restricted_pod_security(overlay):
-    problems = []
-    for workload in overlay.workloads():
-        spec = pod_spec(workload)
-        pod = spec.get("securityContext", {})
-        name = f"{workload['kind']}/{workload['metadata']['name']}"
-        for key in ("hostNetwork", "hostPID", "hostIPC"):
-            if spec.get(key):
-                problems.append(f"{name}: {key} is set")
-        if any("hostPath" in v for v in spec.get("volumes", [])):
-            problems.append(f"{name}: mounts a hostPath volume")
-        for container in containers(workload):
-            ctx = {**pod, **container.get("securityContext", {})}
-            where = label(workload, container)
-            expected = {
-                "runAsNonRoot": True,
-                "allowPrivilegeEscalation": False,
-                "readOnlyRootFilesystem": True,
-                "seccompProfile": {"type": "RuntimeDefault"},
-                "capabilities": {"drop": ["ALL"]},
-            }
-            for key, value in expected.items():
-                if ctx.get(key) != value:
-                    problems.append(f"{where}: {key} expected {value}, got {ctx.get(key)}")
-            if ctx.get("privileged"):
-                problems.append(f"{where}: privileged")
-            image = image_of(container)
-            if image and ctx.get("runAsUser") != image_user(image):
-                problems.append(
-                    f"{where}: runAsUser expected {image_user(image)} (USER of {image}/Dockerfile)"
-                    f", got {ctx.get('runAsUser')}"
-                )
-            if any("hostPort" in p for p in container.get("ports", [])):
-                problems.append(f"{where}: uses a hostPort")
+    problems = pod_security_problems(overlay)
     assert not problems, f"{overlay.name}:\n" + "\n".join(problems)
+
+
+def test_the_pod_security_check_sees_every_container(overlay):
+    """It looks at init containers and sidecars too (each overlay has both: wait-for-migrations,
+    the nginx exporter): any one container without a setting is reported."""
+    seen = list(all_containers(overlay))
+    assert any(is_init for _, _, is_init in seen), f"{overlay.name}: no init container checked"
+    assert any(len(containers(w, init=False)) > 1 for w in overlay.workloads()), (
+        f"{overlay.name}: no pod with a sidecar checked"
+    )
+    for index, (workload, container, _) in enumerate(seen):
+        broken = Render(overlay.name, copy.deepcopy(overlay.objects))
+        _, target, _ = list(all_containers(broken))[index]
+        del target["securityContext"]["readOnlyRootFilesystem"]
+        expected = [f"{label(workload, container)}: readOnlyRootFilesystem expected True, got None"]
+        assert pod_security_problems(broken) == expected, (
+            f"{overlay.name}: {label(workload, container)} without readOnlyRootFilesystem went "
+            f"unreported: {pod_security_problems(broken)}"
+        )
+
+
+# Per workload, in its pod: the image's user (it differs per image). Nothing else anywhere.
+IMAGE_USER_KEYS = {"runAsUser", "runAsGroup", "fsGroup"}
+
+
+def _security_contexts(node, path=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "securityContext":
+                yield f"{path}.{key}", value
+            else:
+                yield from _security_contexts(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _security_contexts(value, f"{path}[{i}]")
+
+
+def test_pod_hardening_is_written_once():
+    """k8s/base/hardening.yaml holds the restricted settings, and the base's replacements copy
+    them into every pod and container; no manifest or patch repeats them, and no container
+    states a securityContext of its own (the hardening would replace it)."""
+    problems, users, workloads = [], 0, 0
+    for path in sorted(K8S.rglob("*.yaml")):
+        where = path.relative_to(REPO)
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or (isinstance(doc, dict) and is_local_config(doc)):
+                continue
+            workloads += isinstance(doc, dict) and doc.get("kind") in WORKLOAD_KINDS
+            for at, value in _security_contexts(doc):
+                if at.endswith(".template.spec.securityContext") and set(value) <= IMAGE_USER_KEYS:
+                    users += 1
+                else:
+                    problems.append(f"{where}: {at} = {value}")
+    assert not problems, (
+        "securityContext outside k8s/base/hardening.yaml (only a pod's image user belongs in a "
+        "workload):\n" + "\n".join(problems)
+    )
+    assert users == workloads, f"expected the image's user in {workloads} workloads: {users}"
+
+
+def test_pod_hardening_reaches_new_workloads_and_sidecars(kustomize, tmp_path):
+    """A StatefulSet and a DaemonSet added to the base, and a sidecar added to the migrate Job,
+    stating no securityContext but their image's user, render with every restricted setting."""
+    tree = copy_tree_for_kustomize(tmp_path)
+    base = tree / "k8s/base"
+
+    def workload(kind):
+        labels = {"app.kubernetes.io/name": kind.lower()}
+        return {
+            "apiVersion": "apps/v1",
+            "kind": kind,
+            "metadata": {"name": kind.lower(), "labels": labels},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "securityContext": {"runAsUser": 10001, "runAsGroup": 10001},
+                        "containers": [{"name": "main", "image": "rtdash/app"}],
+                    },
+                },
+            },
+        }
+
+    (base / "extra.yaml").write_text(
+        yaml.safe_dump_all([workload("StatefulSet"), workload("DaemonSet")])
+    )
+    kustomization = base / "kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text().replace("resources:\n", "resources:\n  - extra.yaml\n", 1)
+    )
+    job = yaml.safe_load((base / "migrate.yaml").read_text())
+    job["spec"]["template"]["spec"]["containers"].append({"name": "sidecar", "image": "rtdash/app"})
+    (base / "migrate.yaml").write_text(yaml.safe_dump(job))
+    rendered = Render("dev + new workloads", render(tree / "k8s/overlays/dev"))
+    checked = {(w["kind"], c["name"]) for w, c, _ in all_containers(rendered)}
+    assert {("StatefulSet", "main"), ("DaemonSet", "main"), ("Job", "sidecar")} <= checked
+    problems = pod_security_problems(rendered)
+    assert not problems, "the hardening missed containers:\n" + "\n".join(problems)
 
 
 def _writable_mounts(workload, container):

@@ -98,6 +98,60 @@ def copy_tree_for_kustomize(destination: Path) -> Path:
     return destination
 
 
+# -- kustomizations and components ---------------------------------------------------------------
+
+COMPONENTS = K8S / "components"
+# Objects kustomize reads (a replacement's source) but leaves out of the render.
+LOCAL_CONFIG = "config.kubernetes.io/local-config"
+_HASH_SUFFIX = re.compile(r"-[a-z0-9]{10}$")
+
+
+def kustomization(directory: Path) -> dict:
+    return yaml.safe_load((directory / "kustomization.yaml").read_text())
+
+
+def components_of(directory: Path) -> list[str]:
+    """The components a kustomization lists, by their directory's name under k8s/components."""
+    names = []
+    for entry in kustomization(directory).get("components", []):
+        path = (directory / entry).resolve()
+        assert path.parent.name == "components" and path.parent.parent.name == "k8s", (
+            f"{directory}: component {entry} is not a directory of k8s/components"
+        )
+        names.append(path.name)
+    return names
+
+
+def is_local_config(obj: dict) -> bool:
+    return (obj.get("metadata") or {}).get("annotations", {}).get(LOCAL_CONFIG) == "true"
+
+
+def own_objects(directory: Path) -> list[dict]:
+    """The objects in the resource files a kustomization lists itself (not its directories)."""
+    objects = []
+    for entry in kustomization(directory).get("resources", []):
+        path = directory / entry
+        if path.is_file():
+            objects += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return objects
+
+
+def object_ids(objects: list[dict]) -> set[tuple[str, str]]:
+    """(kind, name) of every object that is applied; a generated ConfigMap without its hash, the
+    Namespace without its name (overlays choose it)."""
+    ids = set()
+    for obj in objects:
+        if is_local_config(obj):
+            continue
+        name = obj["metadata"]["name"]
+        if obj["kind"] == "ConfigMap":
+            name = _HASH_SUFFIX.sub("", name)
+        elif obj["kind"] == "Namespace":
+            name = ""
+        ids.add((obj["kind"], name))
+    return ids
+
+
 # -- label selectors ---------------------------------------------------------------------------
 
 
@@ -403,6 +457,49 @@ def compose_images() -> dict[str, tuple[str, str]]:
         assert match, f"compose service {name}: unexpected image {service['image']!r}"
         images[name] = (match.group(1), match.group(2))
     return images
+
+
+# -- Pod Security "restricted" -------------------------------------------------------------------
+
+RESTRICTED_CONTAINER = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def pod_security_problems(render: Render) -> list[str]:
+    """Where a workload or any of its containers (init containers and sidecars included) falls
+    short of the "restricted" settings, or does not run as its image's own user."""
+    problems = []
+    for workload in render.workloads():
+        spec = pod_spec(workload)
+        pod = spec.get("securityContext", {})
+        name = f"{workload['kind']}/{workload['metadata']['name']}"
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(key):
+                problems.append(f"{name}: {key} is set")
+        if any("hostPath" in v for v in spec.get("volumes", [])):
+            problems.append(f"{name}: mounts a hostPath volume")
+        for container in containers(workload):
+            ctx = {**pod, **container.get("securityContext", {})}
+            where = label(workload, container)
+            for key, value in RESTRICTED_CONTAINER.items():
+                if ctx.get(key) != value:
+                    problems.append(f"{where}: {key} expected {value}, got {ctx.get(key)}")
+            if ctx.get("privileged"):
+                problems.append(f"{where}: privileged")
+            image = image_of(container)
+            if image and ctx.get("runAsUser") != image_user(image):
+                problems.append(
+                    f"{where}: runAsUser expected {image_user(image)} (USER of {image}/Dockerfile)"
+                    f", got {ctx.get('runAsUser')}"
+                )
+            if any("hostPort" in p for p in container.get("ports", [])):
+                problems.append(f"{where}: uses a hostPort")
+    return problems
 
 
 # -- the Prometheus operator's custom resources --------------------------------------------------
