@@ -14,9 +14,6 @@ class Load:
     """The load average now, and the last 60 samples as a chart."""
 
     def __init__(self):
-        components = {c.key: c for c in LiveDashboard().get_components()}
-        self.stat, self.chart = components["load"], components["load_history"]
-        self.published = components["publishes"]
         self.history: deque[tuple[str, float]] = deque(maxlen=60)
         self.rounds = 0
 
@@ -24,6 +21,6 @@ class Load:
         value = metrics.load_average()
         self.history.append((datetime.now(UTC).strftime("%H:%M:%S"), float(value.text)))
         self.rounds += 1
-        self.stat.publish(value)
-        self.chart.publish(metrics.load_chart(list(self.history)))
-        self.published.publish(metrics.publishes(self.rounds))
+        LiveDashboard.load.publish(value)
+        LiveDashboard.load_history.publish(metrics.load_chart(list(self.history)))
+        LiveDashboard.publishes.publish(metrics.publishes(self.rounds))
