@@ -7,7 +7,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from support.browser import chromium
+from support.browser import chromium, requests_to
 
 pytestmark = pytest.mark.slow
 
@@ -125,3 +125,57 @@ def test_a_tab_that_missed_more_than_the_replay_limit_reloads_with_current_value
         )
     finally:
         stack.wait_healthy()
+
+
+def test_a_page_of_three_live_components_holds_one_stream_and_resumes_after_a_node_kill(
+    browser, stack
+):
+    """The demo page shows three SSE components on one channel: one EventSource, not three.
+    Both Pushpin nodes are killed and started again while an update is published: the page's
+    one stream comes back with the last id and shows the update it missed, without a reload."""
+    requests_to(browser, "/events/")  # forget earlier pages' requests
+    open_dashboard(browser, stack)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "[sse-swap][data-sse-channel]")) == 3
+    browser.execute_script(RECORD_STAT_TEXTS)
+    WebDriverWait(browser, 15).until(
+        lambda d: len(d.execute_script("return window.__statTexts")) > 1,
+        message="the page never got a live update",
+    )
+    streams = requests_to(browser, "/events/")
+    assert [u.split("/events/", 1)[1] for u in streams] == ["?channel=dashboard"], (
+        f"expected one stream for the page's three components, got {streams}"
+    )
+    page_id = browser.execute_script("return window.performance.timeOrigin")
+    event = browser.find_element(By.CSS_SELECTOR, "[sse-swap$='componentload']").get_attribute(
+        "sse-swap"
+    )
+    marker = f"missed-{uuid.uuid4().hex[:8]}"
+    nodes = stack.containers("pushpin")
+    try:
+        for node in nodes:
+            node.kill()
+        # Stored while no node is there (the command says so and exits 1): the page must get it
+        # from the app when its stream resumes.
+        result = stack.manage(
+            "publish", "dashboard", event, f'<div class="stat"><h2>{marker}</h2><p>x</p></div>'
+        )
+        assert "event stored" in result.stderr, result.stderr[-1000:]
+        # The ticker must not overwrite the marker before the page sees it.
+        stack.container("ticker").pause()
+        for node in nodes:
+            node.start()
+        WebDriverWait(browser, 60).until(
+            lambda d: any(marker in t for t in d.execute_script("return window.__statTexts")),
+            message="the page's stream did not resume with the update it missed",
+        )
+    finally:
+        ticker = stack.container("ticker")
+        ticker.reload()
+        if ticker.status == "paused":
+            ticker.unpause()
+        stack.wait_healthy()
+    assert browser.execute_script("return window.performance.timeOrigin") == page_id, "reloaded"
+    again = [u for u in requests_to(browser, "/events/") if "channel=dashboard" in u]
+    assert again and all("lastEventId=" in u for u in again), (
+        f"every reconnect must resume from the last id: {again}"
+    )

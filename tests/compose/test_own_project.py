@@ -23,6 +23,8 @@ def own_stack(docker_client, tmp_path_factory):
     directory = tmp_path_factory.mktemp("own")
     stack = new_stack(directory, "rtdash-own", "172.31.67.0/24")
     stack.extra_env["APP_DIR"] = str(directory / "mysite")
+    # Its own image tags: the demo's rtdash/app:latest, which other tests run, stays the demo.
+    stack.extra_env["KIT_IMAGE_TAG"] = "own"
     stack.destroy()
     try:
         started = time.monotonic()

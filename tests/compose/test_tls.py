@@ -102,10 +102,11 @@ def test_https_with_http2_hsts_and_security_headers(tls_stack):
 
 def test_plain_http_redirects_to_the_published_https_port(tls_stack):
     stack, base, ca = tls_stack
-    response = httpx.get(f"http://127.0.0.1:{stack.http_port}/dashboards/", follow_redirects=False)
+    page = "/accounts/login/?next=/"
+    response = httpx.get(f"http://127.0.0.1:{stack.http_port}{page}", follow_redirects=False)
     assert response.status_code == 301
     # KIT_HTTPS_PORT, not 443: the redirect must land where the TLS origin is published.
-    assert response.headers["location"] == f"{base}/dashboards/", response.headers
+    assert response.headers["location"] == f"{base}{page}", response.headers
     with httpx.Client(verify=ca) as client:
         landed = client.get(response.headers["location"], follow_redirects=True)
     assert landed.status_code == 200, f"following the redirect gave {landed.status_code}"

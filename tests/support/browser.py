@@ -37,7 +37,8 @@ def chromium() -> Iterator[webdriver.Chrome]:
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # "performance": the DevTools network events, to count the streams a page opens.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     try:
@@ -45,3 +46,18 @@ def chromium() -> Iterator[webdriver.Chrome]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def requests_to(driver, fragment: str) -> list[str]:
+    """URLs the page requested since the last call whose URL contains `fragment` (from the
+    DevTools network log, so EventSource connections count too)."""
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            url = message["params"]["request"]["url"]
+            if fragment in url:
+                urls.append(url)
+    return urls

@@ -160,6 +160,19 @@ class ComposeStack:
         return out
 
 
+def one_off(client, image: str, command: list[str], network: str, timeout: float = 120):
+    """Run a command in a fresh container on one of a stack's networks (a client the test
+    places there); returns (exit status, output), the container removed."""
+    container = client.containers.run(
+        image, command, network=network, detach=True, labels={"rtdash.test": "one-off"}
+    )
+    try:
+        status = container.wait(timeout=timeout)["StatusCode"]
+        return status, container.logs(stdout=True, stderr=True).decode(errors="replace")
+    finally:
+        container.remove(force=True)
+
+
 def streams_subnet(control_subnet: str) -> str:
     """A test stack's streams network, next to its control network: 172.31.62.0/24 gives
     172.31.162.0/24 (each stack passes its own control subnet)."""
