@@ -141,7 +141,7 @@ def test_a_page_of_three_live_components_holds_one_stream_and_resumes_after_a_no
         lambda d: len(d.execute_script("return window.__statTexts")) > 1,
         message="the page never got a live update",
     )
-    streams = requests_to(browser, "/events/")
+    streams = [url for url, _ in requests_to(browser, "/events/")]
     assert [u.split("/events/", 1)[1] for u in streams] == ["?channel=dashboard"], (
         f"expected one stream for the page's three components, got {streams}"
     )
@@ -161,7 +161,8 @@ def test_a_page_of_three_live_components_holds_one_stream_and_resumes_after_a_no
         )
         assert "event stored" in result.stderr, result.stderr[-1000:]
         # The ticker must not overwrite the marker before the page sees it.
-        stack.container("ticker").pause()
+        ticker = stack.container("ticker")
+        ticker.pause()
         for node in nodes:
             node.start()
         WebDriverWait(browser, 60).until(
@@ -169,13 +170,17 @@ def test_a_page_of_three_live_components_holds_one_stream_and_resumes_after_a_no
             message="the page's stream did not resume with the update it missed",
         )
     finally:
-        ticker = stack.container("ticker")
-        ticker.reload()
-        if ticker.status == "paused":
-            ticker.unpause()
+        for each in stack.containers("ticker"):
+            if each.status == "paused":
+                each.unpause()
         stack.wait_healthy()
     assert browser.execute_script("return window.performance.timeOrigin") == page_id, "reloaded"
-    again = [u for u in requests_to(browser, "/events/") if "channel=dashboard" in u]
-    assert again and all("lastEventId=" in u for u in again), (
-        f"every reconnect must resume from the last id: {again}"
-    )
+    # After the HTTP errors while both nodes were down, sse-resume.js reopened the stream with
+    # the last id the page had seen (the browser's own first retry sends it as a header, which
+    # the DevTools log does not show).
+    resumed = {
+        u.split("lastEventId=", 1)[1]
+        for u, _ in requests_to(browser, "/events/")
+        if "lastEventId=" in u
+    }
+    assert len(resumed) == 1, f"expected reconnects resuming from one last id, got {resumed}"

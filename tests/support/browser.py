@@ -48,16 +48,16 @@ def chromium() -> Iterator[webdriver.Chrome]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def requests_to(driver, fragment: str) -> list[str]:
-    """URLs the page requested since the last call whose URL contains `fragment` (from the
-    DevTools network log, so EventSource connections count too)."""
+def requests_to(driver, fragment: str) -> list[tuple[str, dict]]:
+    """(URL, request headers) of what the page requested since the last call, for URLs that
+    contain `fragment` (from the DevTools network log, so EventSource connections count too)."""
     import json
 
-    urls = []
+    found = []
     for entry in driver.get_log("performance"):
         message = json.loads(entry["message"])["message"]
         if message.get("method") == "Network.requestWillBeSent":
-            url = message["params"]["request"]["url"]
-            if fragment in url:
-                urls.append(url)
-    return urls
+            request = message["params"]["request"]
+            if fragment in request["url"]:
+                found.append((request["url"], request.get("headers", {})))
+    return found
