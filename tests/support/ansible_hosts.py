@@ -4,13 +4,17 @@ addressed as ansible/inventories/test says. Plus helpers to run ansible-playbook
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +34,56 @@ SUBNET = "172.31.90.0/24"
 LABEL = {"rtdash.test": "ansible"}
 # Secrets and settings of the machine running the tests must not leak into a deploy.
 _CLEAN_ENV_PREFIXES = ("DJANGO_", "PUSHPIN_", "DATABASE_", "ANSIBLE_", "KIT_")
+# Where a connection attempt starts: a host of the cluster, or this machine (the test runner,
+# on NETWORK's gateway address, outside the inventory).
+THIS_MACHINE = "this machine"
+
+# One TCP connection attempt, run on a host: what came of it.
+_CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()
+    print("accepted")
+except ConnectionRefusedError:
+    print("refused")
+except TimeoutError:
+    print("no answer")
+"""
+
+# TCP relays (run on a host): each LOCAL:ADDRESS:PORT argument listens on LISTEN:LOCAL and
+# forwards every connection to ADDRESS:PORT, from that host.
+_RELAY = """
+import asyncio, sys
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+def forward(address, port):
+    async def handle(reader, writer):
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(address, port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+    return handle
+
+async def main(listen, routes):
+    servers = []
+    for route in routes:
+        local, address, port = route.split(":")
+        servers.append(await asyncio.start_server(forward(address, int(port)), listen, int(local)))
+    await asyncio.gather(*(server.serve_forever() for server in servers))
+
+asyncio.run(main(sys.argv[1], sys.argv[2:]))
+"""
 
 
 @dataclass(frozen=True)
@@ -216,3 +270,57 @@ class HostCluster:
             ["docker", "exec", name, *cmd], capture_output=True, text=True, timeout=timeout
         )
         return result.returncode, result.stdout + result.stderr
+
+    def connect(self, from_host: str, address: str, port: int) -> str:
+        """One TCP connection from a host (or THIS_MACHINE) to address:port: "accepted",
+        "refused" (nothing listens), or "no answer" (nothing within 2 s: a firewall dropped
+        it)."""
+        if from_host != THIS_MACHINE:
+            status, out = self.exec(from_host, "python3", "-c", _CONNECT, address, str(port))
+            return out.strip() if status == 0 else f"error: {out.strip()[-300:]}"
+        try:
+            socket.create_connection((address, port), timeout=2).close()
+            return "accepted"
+        except ConnectionRefusedError:
+            return "refused"
+        except TimeoutError:
+            return "no answer"
+
+    def connect_all(self, attempts: list[tuple[str, str, int]]) -> dict[tuple[str, str, int], str]:
+        """connect() for every (from host, address, port), side by side (a dropped one takes
+        its whole 2 s)."""
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return dict(zip(attempts, pool.map(lambda a: self.connect(*a), attempts), strict=True))
+
+    @contextlib.contextmanager
+    def relay(
+        self, host: TestHost, targets: list[tuple[str, int]], first_port: int = 17000
+    ) -> Iterator[dict[tuple[str, int], tuple[str, int]]]:
+        """TCP relays on `host` (a transient unit, stopped on exit) to ports that only that
+        host may reach: yields {(address, port): (host's address, relay port)} for this
+        machine to connect to."""
+        routes = {target: (host.address, first_port + i) for i, target in enumerate(targets)}
+        unit = "rtdash-test-relay"
+        args = [f"{local}:{address}:{port}" for (address, port), (_, local) in routes.items()]
+        status, out = self.exec(
+            host.name,
+            *("systemd-run", f"--unit={unit}", "--collect", "--quiet", "--service-type=exec"),
+            *("python3", "-c", _RELAY, host.address, *args),
+        )
+        assert status == 0, f"{host.name}: the relay did not start: {out}"
+        try:
+            wanted = {f"{address}:{port}" for address, port in routes.values()}
+            deadline = time.monotonic() + 10
+            while True:
+                _, listening = self.exec(host.name, "ss", "-ltnH")
+                found = {line.split()[3] for line in listening.splitlines() if line.strip()}
+                if wanted <= found:
+                    break
+                assert time.monotonic() < deadline, (
+                    f"{host.name}: expected the relay to listen on {sorted(wanted)} within "
+                    f"10 s, it listens on {sorted(found & wanted)}"
+                )
+                time.sleep(0.2)
+            yield routes
+        finally:
+            self.exec(host.name, "systemctl", "stop", unit)
