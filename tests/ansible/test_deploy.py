@@ -18,6 +18,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -215,7 +216,7 @@ def test_redeploy_repairs_drift_reloading_what_can_reload(deployment):
                 "port_allowlist : Apply the firewall",
             )
         ),
-        ("app : Remove files that are not in the repository any more", app.name),
+        ("app : Remove files that left the project", app.name),
         ("app : Reload app", app.name),
     ):
         assert any(c.startswith(task) and c.endswith(host) for c in changed), (
@@ -393,23 +394,35 @@ def test_config_in_place_is_the_repository_file(deployment, hosts, group, path, 
         )
 
 
-def test_app_code_is_the_repository_code(deployment, hosts):
-    excluded = yaml.safe_load((REPO / "ansible/roles/app/vars/main.yml").read_text())[
-        "app_code_excluded"
-    ]
-    source = REPO / "app"
-    expected = {
-        str(p.relative_to(source)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in source.rglob("*")
-        if p.is_file() and not re.search(excluded, str(p.relative_to(source)))
-    }
+def tracked_files(tree: str) -> dict[str, str]:
+    """The repository's tracked files of a tree (sha256 by path), as the role installs it: the
+    image build files at its top stay out."""
+    listed = (
+        subprocess.run(["git", "ls-files", "-z", tree], cwd=REPO, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    found = {}
+    for name in filter(None, listed):
+        relative = str(Path(name).relative_to(tree))
+        if relative not in ("Dockerfile", ".dockerignore"):
+            found[relative] = hashlib.sha256((REPO / name).read_bytes()).hexdigest()
+    return found
+
+
+@pytest.mark.parametrize(
+    ("tree", "installed_at"),
+    [("app/demo", "/opt/rtdash/app"), ("app/realtime", "/opt/rtdash/realtime")],
+)
+def test_app_code_is_the_repository_code(deployment, hosts, tree, installed_at):
+    expected = tracked_files(tree)
     for test_host, host in group_hosts(deployment, hosts, "app"):
-        out = host.check_output("cd /opt/rtdash/app && find . -type f -exec sha256sum {} +")
+        out = host.check_output(f"cd {installed_at} && find . -type f -exec sha256sum {{}} +")
         installed = {
             name[2:]: digest for digest, name in (ln.split(None, 1) for ln in out.splitlines())
         }
         assert installed == expected, (
-            f"{test_host.name}: code differs from app/: "
+            f"{test_host.name}: {installed_at} differs from {tree}: "
             f"missing {sorted(set(expected) - set(installed))}, "
             f"extra {sorted(set(installed) - set(expected))}, "
             f"changed {sorted(k for k in expected if installed.get(k, expected[k]) != expected[k])}"
@@ -462,11 +475,12 @@ def test_per_deployment_values_are_in_root_only_environment_files(deployment, ho
 def test_nginx_access_log_is_written_and_rotated(deployment, hosts):
     for test_host, host in group_hosts(deployment, hosts, "nginx"):
         marker = uuid.uuid4().hex
-        response = requests.get(f"http://{test_host.address}:8080/healthz?{marker}", timeout=5)
-        assert response.status_code == 200, f"{test_host.name}: /healthz {response.status_code}"
+        page = f"/accounts/login/?{marker}"
+        response = requests.get(f"http://{test_host.address}:8080{page}", timeout=5)
+        assert response.status_code == 200, f"{test_host.name}: {page} {response.status_code}"
         log = host.file("/var/log/nginx/access.log")
         assert log.user == "nginx", f"{test_host.name}: access log owned by {log.user}"
-        assert f"GET /healthz?{marker} " in log.content_string, f"{test_host.name}: not logged"
+        assert f"GET {page} " in log.content_string, f"{test_host.name}: not logged"
         rotate = host.run("logrotate --debug /etc/logrotate.d/nginx")
         assert rotate.rc == 0, f"{test_host.name}: logrotate rejects its config: {rotate.stderr}"
         assert "copytruncate" in host.file("/etc/logrotate.d/nginx").content_string
@@ -604,12 +618,6 @@ def test_gunicorn_takes_the_forwarded_scheme_from_the_kits_proxies_only(deployme
     assert not wrong, f"gunicorn trusts {trusted}: {wrong}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app/config/settings.py sets SECURE_PROXY_SSL_HEADER: Django reads X-Forwarded-Proto "
-    "itself, from any peer, whatever gunicorn's forwarded_allow_ips says. Without that setting "
-    "gunicorn's own X-Forwarded-Proto handling (the proxies only) decides; then drop this mark.",
-)
 def test_django_takes_x_forwarded_proto_from_the_proxies_only(deployment):
     app = deployment.host("app")
     seen = scheme_the_app_sees(deployment, app, {"X-Forwarded-Proto": "https"})
