@@ -26,6 +26,7 @@ import requests
 import testinfra
 import yaml
 
+from support import own_project as own_project_block
 from support.ansible_hosts import (
     ANSIBLE_BIN,
     TEST_INVENTORY,
@@ -895,6 +896,54 @@ def test_tls_origin_with_http2_after_a_reload(deployment, hosts, tls_dir):
             assert opened, "no stream-open on the TLS origin"
             publish(deployment, chan, "secure", "over-tls")
             assert next(ln for ln in lines if "over-tls" in ln) == "data: over-tls"
+
+
+# --- Your own project ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_project(tmp_path_factory):
+    """The README's new project ("Your own dashboards"), created by its block."""
+    return own_project_block.create(tmp_path_factory.mktemp("own"))
+
+
+def test_a_new_project_deploys_and_its_events_reach_every_node(
+    deployment, node_relays, own_project
+):
+    """The same hosts, redeployed with app_source_dir: the project the README's block created
+    (`django-admin startproject`, a dashboard, a producer). Its page is served through nginx,
+    its producer runs on the ticker, and an event published on the app host reaches streams
+    through nginx and on every Pushpin node."""
+    result = playbook(deployment.env, "-e", json.dumps({"app_source_dir": str(own_project)}))
+    stats = recap(result.stdout)
+    assert all(s["failed"] == 0 and s["unreachable"] == 0 for s in stats.values()), stats
+    page = requests.get(
+        f"http://{deployment.nginx.address}:8080{own_project_block.DASHBOARD_PATH}", timeout=10
+    )
+    assert page.status_code == 200 and 'data-sse-channel="sales"' in page.text, (
+        f"the new project's dashboard through nginx: {page.status_code} {page.text[:300]}"
+    )
+    app = deployment.host("app")
+    _, journal = deployment.cluster.exec(app.name, "journalctl", "-u", "ticker", "-n", "50")
+    assert "sales.producers.OrdersToday every 1 s" in journal, journal[-1500:]
+    nodes = deployment.cluster.by_group("pushpin")
+    streams = [via_node(deployment, node_relays, node, "sales") for node in nodes]
+    streams += [via_nginx(deployment, "sales") for _ in nodes]
+    try:
+        for stream in streams:
+            stream.wait_open()
+        marker = f"own-{uuid.uuid4().hex[:8]}"
+        _, out = publish(deployment, "sales", "check", marker)
+        assert f"published to {len(nodes)} Pushpin node(s)" in out, out
+        missing = []
+        for stream in streams:
+            event = stream.collect(1, timeout=5, event_type="check")
+            if [e.data for e in event] != [marker]:
+                missing.append(f"{stream.host}:{stream.port} got {event}")
+        assert not missing, f"{len(missing)} of {len(streams)} streams missed it: {missing}"
+    finally:
+        for stream in streams:
+            stream.close()
 
 
 # --- A deploy without its secrets -------------------------------------------------------------

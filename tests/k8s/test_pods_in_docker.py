@@ -3,13 +3,19 @@ Job and the init containers complete, every container passes its own readiness a
 probes with its read-only root filesystem and only the volumes the manifests give it, and an
 event published in the app reaches a browser's stream through nginx and every Pushpin pod."""
 
+import os
 import secrets
+from contextlib import contextmanager
 
 import pytest
+import requests
+import yaml
 
+from support import own_project as own_project_block
 from support.k8s import K8S, Render, containers, render
 from support.kubelet import DockerKubelet
 from support.sse import SSEStream
+from support.stack import run
 
 pytestmark = pytest.mark.slow
 
@@ -20,25 +26,26 @@ REPLICAS = {"pushpin": 2}
 START_ORDER = ["app", "pushpin", "ticker", "nginx"]
 
 
-@pytest.fixture(scope="module")
-def pods(docker_client, images, kustomize, tmp_path_factory):
-    dev = Render("dev", render(K8S / "overlays/dev"))
-    rendered = {c["image"] for w in dev.workloads() for c in containers(w)}
-    assert rendered <= set(images.values()), f"dev runs {rendered}, the build made {images}"
+@contextmanager
+def pods_of(docker_client, overlay: Render, images: set[str], workdir):
+    """Every pod of a rendered overlay, run in Docker: (kubelet, {(workload, ordinal, container):
+    (container, its manifest)})."""
+    rendered = {c["image"] for w in overlay.workloads() for c in containers(w)}
+    assert rendered <= images, f"{overlay.name} runs {rendered}, the build made {images}"
     secret_data = {
         "app-secrets": {
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
             "PUSHPIN_SIG_KEY": secrets.token_urlsafe(32),
         }
     }
-    kubelet = DockerKubelet(docker_client, dev, tmp_path_factory.mktemp("pods"), secret_data)
+    kubelet = DockerKubelet(docker_client, overlay, workdir, secret_data)
     running = {}
     try:
-        for job in dev.of_kind("Job"):
+        for job in overlay.of_kind("Job"):
             for container in containers(job):
                 kubelet.run(job, container, detach=False)
         deployments = sorted(
-            dev.of_kind("Deployment"), key=lambda d: START_ORDER.index(d["metadata"]["name"])
+            overlay.of_kind("Deployment"), key=lambda d: START_ORDER.index(d["metadata"]["name"])
         )
         for deployment in deployments:
             name = deployment["metadata"]["name"]
@@ -57,6 +64,42 @@ def pods(docker_client, images, kustomize, tmp_path_factory):
         kubelet.cleanup()
 
 
+@pytest.fixture(scope="module")
+def pods(docker_client, images, kustomize, tmp_path_factory):
+    dev = Render("dev", render(K8S / "overlays/dev"))
+    with pods_of(docker_client, dev, set(images.values()), tmp_path_factory.mktemp("pods")) as p:
+        yield p
+
+
+def nginx_port(running) -> int:
+    nginx, _ = running[("nginx", 0, "nginx")]
+    nginx.reload()
+    return int(nginx.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
+
+
+def publish_reaches_every_pushpin_pod(running, channel: str) -> None:
+    """A stream through nginx gets an event published in the app pod, which reached every
+    Pushpin pod behind `pushpin-control`."""
+    stream = SSEStream("127.0.0.1", nginx_port(running), f"/events/?channel={channel}")
+    try:
+        assert stream.status == 200, f"GET /events/ through nginx: {stream.status}"
+        stream.wait_open()
+        app, _ = running[("app", 0, "app")]
+        result = app.exec_run(["python", "manage.py", "publish", channel, "k8s", "hello"])
+        output = result.output.decode()
+        assert result.exit_code == 0, f"manage.py publish failed: {output}"
+        nodes = REPLICAS["pushpin"]
+        assert f"published to {nodes} Pushpin node(s)" in output, (
+            f"expected the publish to reach all {nodes} Pushpin pods: {output}"
+        )
+        event = stream.collect(1, timeout=10, event_type="k8s")
+        assert [(e.type, e.data) for e in event] == [("k8s", "hello")], (
+            f"expected event k8s 'hello' through nginx, got {event}"
+        )
+    finally:
+        stream.close()
+
+
 def test_every_container_passes_its_probes(pods):
     kubelet, running = pods
     for started, container in running.values():
@@ -70,27 +113,7 @@ def test_an_event_reaches_the_browser_through_every_pushpin_pod(pods):
     kubelet, running = pods
     for started, container in running.values():
         kubelet.wait_probe(started, container, "readinessProbe")
-    nginx, _ = running[("nginx", 0, "nginx")]
-    nginx.reload()
-    port = int(nginx.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
-    stream = SSEStream("127.0.0.1", port, "/events/?channel=probe-k8s")
-    try:
-        assert stream.status == 200, f"GET /events/ through nginx: {stream.status}"
-        stream.wait_open()
-        app, _ = running[("app", 0, "app")]
-        result = app.exec_run(["python", "manage.py", "publish", "probe-k8s", "k8s", "hello"])
-        output = result.output.decode()
-        assert result.exit_code == 0, f"manage.py publish failed: {output}"
-        nodes = REPLICAS["pushpin"]
-        assert f"published to {nodes} Pushpin node(s)" in output, (
-            f"expected the publish to reach all {nodes} Pushpin pods: {output}"
-        )
-        event = stream.next(timeout=10)
-        assert event is not None and (event.type, event.data) == ("k8s", "hello"), (
-            f"expected event k8s 'hello' through nginx, got {event}"
-        )
-    finally:
-        stream.close()
+    publish_reaches_every_pushpin_pod(running, "probe-k8s")
 
 
 # What each pod's prometheus.io/port serves: a metric only that component has.
@@ -123,3 +146,53 @@ def test_the_annotated_metrics_ports_serve_their_metrics(pods):
             f"{body[-1500:]}"
         )
     assert {n for n, _ in seen} == set(METRIC_OF), f"annotated pods: {sorted(seen)}"
+
+
+# --- Your own project -------------------------------------------------------------------------
+
+OWN_TAG = "own"
+
+
+@pytest.fixture(scope="module")
+def own_pods(docker_client, images, kustomize, tmp_path_factory):
+    """The README's new project ("Your own dashboards", created by its block), built into its
+    own app image on the kit's base, in an overlay of the user's: the dev overlay with the
+    project's image in `images`, as the README says."""
+    tmp = tmp_path_factory.mktemp("own-k8s")
+    project = own_project_block.create(tmp)
+    run(["make", "images", f"APP_DIR={project}", f"KIT_IMAGE_TAG={OWN_TAG}"], env=dict(os.environ))
+    overlay = tmp / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(K8S / "overlays/dev", overlay)],
+                "images": [{"name": "rtdash/app", "newTag": OWN_TAG}],
+            }
+        )
+    )
+    own = Render("own", render(overlay))
+    built = {*images.values(), f"rtdash/app:{OWN_TAG}"}
+    (tmp / "pods").mkdir()
+    with pods_of(docker_client, own, built, tmp / "pods") as p:
+        yield p
+
+
+def test_a_new_projects_pods_serve_it_and_an_event_reaches_every_pushpin_pod(own_pods):
+    kubelet, running = own_pods
+    for started, container in running.values():
+        kubelet.wait_probe(started, container, "readinessProbe")
+    app, _ = running[("app", 0, "app")]
+    assert app.image.tags == [f"rtdash/app:{OWN_TAG}"], app.image.tags
+    port = nginx_port(running)
+    page = requests.get(
+        f"http://127.0.0.1:{port}{own_project_block.DASHBOARD_PATH}",
+        headers={"Host": "localhost"},
+        timeout=10,
+    )
+    assert page.status_code == 200 and 'data-sse-channel="sales"' in page.text, (
+        f"the new project's dashboard through nginx: {page.status_code} {page.text[:300]}"
+    )
+    publish_reaches_every_pushpin_pod(running, "sales")
