@@ -31,6 +31,14 @@ class SSEMixin:
     channel: str
     update_template_name: str
 
+    def __set_name__(self, owner, name):
+        # Declared on a Dashboard, the component knows its dashboard and key from the start:
+        # a producer can publish `MyDashboard.stat.publish(...)` before any page was rendered.
+        if self.key is None:
+            self.key = name
+        if self.dashboard is None:
+            self.dashboard = owner
+
     @property
     def sse_path(self) -> str:
         return reverse("events")

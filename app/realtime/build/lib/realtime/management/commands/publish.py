@@ -3,15 +3,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django_eventstream import send_event
 
 from realtime import channels
-from realtime.cluster import PublishError
+from realtime.cluster import HostedGripPublisher, PublishError
 from realtime.publishing import get_cluster
 
 
 class Command(BaseCommand):
     help = (
-        "Store one event and publish it to every Pushpin node. Exits non-zero, naming the "
-        "nodes, when any node could not be reached (the event stays stored: clients get it "
-        "when they reconnect)."
+        "Store one event and publish it to every Pushpin node (or the hosted GRIP service of "
+        "GRIP_URL). Exits non-zero, naming the nodes, when any node could not be reached (the "
+        "event stays stored: clients get it when they reconnect)."
     )
 
     def add_arguments(self, parser):
@@ -36,5 +36,9 @@ class Command(BaseCommand):
             send_event(channel, event, data, json_encode=False, async_publish=False)
         except PublishError as exc:
             raise CommandError(f"event stored, but {exc}") from exc
-        nodes = get_cluster().nodes()
+        cluster = get_cluster()
+        if isinstance(cluster, HostedGripPublisher):
+            self.stdout.write(f"published to the hosted GRIP service {cluster.service.name}")
+            return
+        nodes = cluster.nodes()
         self.stdout.write(f"published to {len(nodes)} Pushpin node(s): {', '.join(nodes)}")
