@@ -41,7 +41,7 @@ COMPOSE = docker compose $(COMPOSE_FILES) $(COMPOSE_PROFILE) -p $(PROJECT) --env
 COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
   docker compose $(COMPOSE_FILES) --profile '*' -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
 
-.PHONY: help venv prepare base-image images up down logs ps status test lint deploy bench bench-quick
+.PHONY: help venv prepare base-image images up down logs ps status settings test-fast test lint deploy bench bench-quick
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -94,6 +94,14 @@ status: ## Print whether the published origin answers, streams per Pushpin node,
 	  $(COMPOSE_NOSECRETS) exec -T ticker python manage.py opsstatus \
 	  || { echo "no running ticker in project $(PROJECT): make up first" >&2; exit 1; }; \
 	  exit $$origin
+
+settings: venv ## Render the app's settings (app/realtime/src/realtime/conf.py) into compose, Kubernetes, Ansible and the READMEs
+	@$(BIN)/python app/render-settings
+
+test-fast: venv ## Unit tests of the app, the real-time package and the config renderers (no Docker, under a minute)
+	@$(BIN)/python app/render-settings --check
+	@cd app/realtime && $(BIN)/pytest -q
+	@$(BIN)/pytest -q -m "not slow and not docker" $(PYTEST_ARGS)
 
 test: venv ## Run every test (starts real stacks, hosts and a browser)
 	@compose/prepare-host.sh --with-browser

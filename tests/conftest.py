@@ -6,6 +6,13 @@ import pytest
 from support.stack import REPO, new_stack, run
 
 
+def pytest_collection_modifyitems(items):
+    # `make test-fast` leaves out every test that needs the Docker engine.
+    for item in items:
+        if "docker_client" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     """The Docker engine the tests start containers on: a missing engine fails, never skips."""
