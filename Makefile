@@ -98,10 +98,12 @@ status: ## Print whether the published origin answers, streams per Pushpin node,
 settings: venv ## Render the app's settings (app/realtime/src/realtime/conf.py) into compose, Kubernetes, Ansible and the READMEs
 	@$(BIN)/python app/render-settings
 
+# The tests that need no Docker engine and no host of their own (tests/conftest.py marks those
+# that use the engine), on both cores.
 test-fast: venv ## Unit tests of the app, the real-time package and the config renderers (no Docker, under a minute)
 	@$(BIN)/python app/render-settings --check
 	@cd app/realtime && $(BIN)/pytest -q
-	@$(BIN)/pytest -q -m "not slow and not docker" $(PYTEST_ARGS)
+	@$(BIN)/pytest -q -n 2 -m "not slow and not docker" tests/app tests/config tests/k8s $(PYTEST_ARGS)
 
 test: venv ## Run every test (starts real stacks, hosts and a browser)
 	@compose/prepare-host.sh --with-browser

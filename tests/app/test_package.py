@@ -7,7 +7,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from support.stack import REPO
+
+# A virtualenv with Django and the rest from PyPI: a minute, and the network.
+pytestmark = pytest.mark.slow
 
 PACKAGE = REPO / "app" / "realtime"
 

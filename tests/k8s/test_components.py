@@ -83,7 +83,7 @@ EFFECTS = {
         "nginx only from the ingress controller": any(
             rule.get("from") for rule in r.get("NetworkPolicy", "nginx")["spec"]["ingress"]
         ),
-        "DJANGO_SECURE_COOKIES": "DJANGO_SECURE_COOKIES" in _app_settings(r),
+        "DJANGO_SECURE_COOKIES": _app_settings(r).get("DJANGO_SECURE_COOKIES") == "1",
     },
     "autoscaling": lambda r: {
         "HorizontalPodAutoscalers": bool(r.of_kind("HorizontalPodAutoscaler"))

@@ -9,6 +9,7 @@ cannot be passed by one path and forgotten by another, nor carry two defaults.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -317,8 +318,10 @@ SETTINGS = [
         "",
         "where each app process writes its metric values "
         "(prometheus_client's multiprocess mode; the app image sets /tmp/prometheus-multiproc)"
-        "; gunicorn clears it at start. Empty: each process counts alone",
+        "; gunicorn clears it at start. Set by the image or the systemd unit and never empty: "
+        "prometheus_client takes an empty value for a directory",
         read_by=(GUNICORN, WEB, TICKER, COMMANDS),
+        per_deployment=True,
     ),
     # -- gunicorn --------------------------------------------------------------------------------
     Setting(
@@ -332,10 +335,12 @@ SETTINGS = [
         "GUNICORN_WORKERS",
         "",
         "gunicorn workers; empty: WEB_CONCURRENCY if set (gunicorn's "
-        "own variable, never set empty), else min(2 x cores + 1, 8)",
+        "own variable, never set empty), else min(2 x cores + 1, 8): in a container, the "
+        "host's cores, not the container's limit",
         kind="int",
         minimum=1,
         read_by=(GUNICORN,),
+        per_deployment=True,
     ),
     Setting(
         "GUNICORN_THREADS",
@@ -364,6 +369,12 @@ SETTINGS = [
         per_deployment=True,
     ),
     Setting(
+        "DJANGO_SETTINGS_MODULE",
+        "",
+        "the project's settings module; empty: the one its manage.py names",
+        per_deployment=True,
+    ),
+    Setting(
         "APP_WSGI_APPLICATION",
         "",
         "the project's WSGI application, e.g. "
@@ -378,6 +389,59 @@ BY_NAME = {s.name: s for s in SETTINGS}
 def value(name: str, environ=os.environ):
     """One declared setting, parsed from the environment."""
     return BY_NAME[name].parse(environ)
+
+
+GENERATED = "Generated from app/realtime/src/realtime/conf.py by `make settings`: do not edit."
+
+
+def passed() -> list[Setting]:
+    """The settings every deployment path passes with the declared default unless it sets one:
+    all but those each path sets itself (addresses, paths, sizes that follow the path)."""
+    return [s for s in SETTINGS if not s.per_deployment]
+
+
+def compose_env() -> str:
+    """compose's env_file for the app's containers: each setting from the shell or compose/.env,
+    else its default (compose interpolates env files)."""
+    lines = [
+        f"# {GENERATED}",
+        "# The app's settings for compose (env_file of every app container).",
+    ]
+    for setting in passed():
+        if setting.name in REQUIRED_SECRETS:
+            missing = f"{setting.name} is not set - run `make up`, which generates compose/.env"
+            value = f"${{{setting.name}:?{missing}}}"
+        else:
+            value = f"${{{setting.name}:-{setting.default}}}"
+        lines.append(f"{setting.name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def kubernetes_env() -> str:
+    """The ConfigMap app-settings' defaults (kustomize `envs`): every passed setting that is not
+    a secret (those come from the Secret app-secrets)."""
+    lines = [f"# {GENERATED}", "# The app's settings for Kubernetes (ConfigMap app-settings)."]
+    lines += [f"{s.name}={s.default}" for s in passed() if not s.secret]
+    return "\n".join(lines) + "\n"
+
+
+def ansible_defaults() -> str:
+    """The Ansible role's defaults of the app's settings (vars of the role `app`): every passed
+    setting that is not a secret (those come from the vault, wired by deploy.yml)."""
+    lines = [
+        f"# {GENERATED}",
+        "# The app's settings and their defaults, for app.env (tasks/main.yml).",
+        "app_setting_defaults:",
+    ]
+    for setting in passed():
+        if not setting.secret:
+            lines.append(f"  {setting.name}: {json.dumps(setting.default)}")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS = {"compose": compose_env, "kubernetes": kubernetes_env, "ansible": ansible_defaults}
+# Secrets a deployment cannot start without (the rest may be empty).
+REQUIRED_SECRETS = ("DJANGO_SECRET_KEY", "PUSHPIN_SIG_KEY")
 
 
 def markdown_table() -> str:
@@ -395,4 +459,8 @@ def markdown_table() -> str:
 
 
 if __name__ == "__main__":
-    print(markdown_table())
+    import sys
+
+    # python -m realtime.conf [compose|kubernetes|ansible|markdown]
+    target = sys.argv[1] if len(sys.argv) > 1 else "markdown"
+    print(RENDERERS.get(target, markdown_table)(), end="" if target in RENDERERS else "\n")
