@@ -85,10 +85,10 @@ def test_kubernetes_passes_every_setting_to_every_app_container(overlay):
 
 def test_ansible_writes_every_setting_into_the_app_environment():
     role = REPO / "ansible" / "roles" / "app"
-    defaults = yaml.safe_load((role / "vars" / "settings.yml").read_text())["app_setting_defaults"]
-    wired = yaml.safe_load((role / "vars" / "main.yml").read_text())["app_wired_settings"]
+    defaults = yaml.safe_load((role / "vars/main/settings.yml").read_text())["app_setting_defaults"]
+    wired = yaml.safe_load((role / "vars/main/derived.yml").read_text())["app_wired_settings"]
     assert set(defaults) == PASSED - SECRETS, (
-        f"vars/settings.yml: extra {sorted(set(defaults) - PASSED)}, "
+        f"vars/main/settings.yml: extra {sorted(set(defaults) - PASSED)}, "
         f"missing {sorted(PASSED - SECRETS - set(defaults))}"
     )
     needed = {"DJANGO_SECRET_KEY", "PUSHPIN_SIG_KEY", "DATABASE_URL"} | {
