@@ -72,6 +72,7 @@ def test_a_project_keeps_its_own_apps_and_middleware_in_order():
     ]
     assert values["MIDDLEWARE"] == [
         "realtime.health.HealthCheckMiddleware",
+        "realtime.streams.StreamRequestMiddleware",
         "django_grip.GripMiddleware",
         "django.middleware.security.SecurityMiddleware",
         "whitenoise.middleware.WhiteNoiseMiddleware",

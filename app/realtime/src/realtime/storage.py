@@ -38,6 +38,17 @@ class BoundedStorage(DjangoModelStorage):
         # Called by append_event, inside every publish: hand the work to a background thread.
         trim_soon()
 
+    def get_current_id(self, channel):
+        # Every new stream asks for it: one indexed row, read without building an ORM query
+        # (which cost more than the read itself: ~0.4 ms of the app's answer to a new stream).
+        from django_eventstream.models import EventCounter
+
+        table = connection.ops.quote_name(EventCounter._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT value FROM {table} WHERE name = %s", [channel])  # noqa: S608
+            row = cursor.fetchone()
+        return row[0] if row else 0
+
     def get_events(self, channel, last_id, limit=100):
         from django_eventstream import models
 
