@@ -70,7 +70,7 @@ def test_images_build_from_debian_bookworm_slim(docker_client, images):
     """Every image the kit builds (the app's through its base, rtdash/app-base) starts with
     debian:bookworm-slim's layers: it builds wherever that one image can be pulled or seeded."""
     base = docker_client.images.get("debian:bookworm-slim").attrs["RootFS"]["Layers"]
-    for name, tag in images.items():
+    for tag in images.values():
         layers = docker_client.images.get(tag).attrs["RootFS"]["Layers"]
         assert layers[: len(base)] == base, f"{tag} is not built on debian:bookworm-slim"
 
