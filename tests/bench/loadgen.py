@@ -4,6 +4,10 @@ Each stream is a raw HTTP/1.1 connection (what a browser's EventSource opens) re
 incremental parser (chunked or not). Events whose data carries `"sent_at": UNIX_TIME` (what
 `manage.py probe_publish` sends) are timed from publish to receipt. A worker reports counters,
 its latency samples and its own CPU use, so a saturated client is visible in the results.
+
+With `resume`, a stream the server ends is reopened as a browser's EventSource does: after the
+stream's `retry:` time, with `Last-Event-ID`; each stream then records the sequence numbers it
+got (`"seq": N`), so that lost and duplicated events can be counted, and when it came back.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import time
 from dataclasses import dataclass, field
 
 SENT_AT = re.compile(rb'"sent_at": ([0-9.]+)')
+SEQ = re.compile(rb'"seq": ([0-9]+)')
+EVENT_ID = re.compile(rb"^id: (.+)$", re.M)
+RETRY = re.compile(rb"^retry: ([0-9]+)$", re.M)
 
 
 @dataclass
@@ -30,6 +37,11 @@ class Counters:
     opened_at: list[float] = field(default_factory=list)  # wall clock: comparable across processes
     latency_s: list[float] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    # resume mode: per stream, the sequence numbers received; when streams ended and came back
+    seqs: list[list[int]] = field(default_factory=list)
+    ended_at: list[float] = field(default_factory=list)
+    back_at: list[float] = field(default_factory=list)  # first event after a reconnect
+    resumed: int = 0
 
     def fail(self, reason: str) -> None:
         self.failed += 1
@@ -103,37 +115,68 @@ async def connect(target: dict, counters: Counters, timeout: float, retry: bool)
 
 
 async def follow(
-    target: dict, counters: Counters, stop: asyncio.Event, timeout: float, retry: bool = False
+    target: dict,
+    counters: Counters,
+    stop: asyncio.Event,
+    timeout: float,
+    retry: bool = False,
+    resume: bool = False,
 ) -> None:
     started = time.monotonic()
-    opened = await connect(target, counters, timeout, retry)
+    headers = dict(target["headers"])
+    opened = await connect({**target, "headers": headers}, counters, timeout, retry)
     if opened is None:
         return
-    reader, writer, chunked = opened
     counters.opened += 1
     counters.connect_s.append(time.monotonic() - started)
     counters.opened_at.append(time.time())
-    parser = EventParser(chunked)
-    try:
-        while not stop.is_set():
-            data = await reader.read(65536)
-            if not data:
-                counters.dropped += 1
+    seqs: list[int] = []
+    if resume:
+        counters.seqs.append(seqs)
+    wait_s, last_id, reconnected = 3.0, None, False
+    while True:
+        reader, writer, chunked = opened
+        parser = EventParser(chunked)
+        try:
+            while not stop.is_set():
+                data = await reader.read(65536)
+                if not data:
+                    raise ConnectionResetError("ended by the server")
+                now = time.time()
+                for event in parser.feed(data):
+                    if b"event: keep-alive" in event:
+                        counters.keepalives += 1
+                        continue
+                    if found := RETRY.search(event):
+                        wait_s = int(found.group(1)) / 1000
+                    if found := EVENT_ID.search(event):
+                        last_id = found.group(1).decode()
+                    match = SENT_AT.search(event)
+                    if match:
+                        counters.events += 1
+                        counters.latency_s.append(now - float(match.group(1)))
+                        if resume and (seq := SEQ.search(event)):
+                            seqs.append(int(seq.group(1)))
+                            if reconnected:
+                                counters.back_at.append(now)
+                                reconnected = False
+            return
+        except (OSError, asyncio.IncompleteReadError):
+            if stop.is_set():
                 return
-            now = time.time()
-            for event in parser.feed(data):
-                if b"event: keep-alive" in event:
-                    counters.keepalives += 1
-                    continue
-                match = SENT_AT.search(event)
-                if match:
-                    counters.events += 1
-                    counters.latency_s.append(now - float(match.group(1)))
-    except (OSError, asyncio.IncompleteReadError):
-        if not stop.is_set():
             counters.dropped += 1
-    finally:
-        writer.close()
+            if not resume:
+                return
+        finally:
+            writer.close()
+        # As a browser: after the stream's retry time, from the last id it saw.
+        counters.ended_at.append(time.time())
+        await asyncio.sleep(wait_s)
+        if last_id:
+            headers["Last-Event-ID"] = last_id
+        opened = await connect({**target, "headers": headers}, counters, timeout, retry=True)
+        counters.resumed += 1
+        reconnected = True
 
 
 async def run_worker(conn, target: dict) -> None:
@@ -150,7 +193,14 @@ async def run_worker(conn, target: dict) -> None:
         for n in range(1, command["count"] + 1):
             tasks.append(
                 asyncio.create_task(
-                    follow(target, counters, stop, command["timeout"], command["retry"])
+                    follow(
+                        target,
+                        counters,
+                        stop,
+                        command["timeout"],
+                        command["retry"],
+                        command.get("resume", False),
+                    )
                 )
             )
             if interval:
@@ -184,6 +234,11 @@ async def run_worker(conn, target: dict) -> None:
                 report["latency_s"] = counters.latency_s
                 report["connect_s"] = counters.connect_s
                 report["opened_at"] = counters.opened_at
+            if command.get("streams"):
+                report["seqs"] = counters.seqs
+                report["ended_at"] = counters.ended_at
+                report["back_at"] = counters.back_at
+                report["resumed"] = counters.resumed
             if command.get("reset_samples"):
                 counters.latency_s, counters.events = [], 0
             conn.send(report)

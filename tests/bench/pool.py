@@ -33,11 +33,17 @@ class LoadPool:
         return answers
 
     def open(
-        self, total: int, rate: float | None = None, timeout: float = 10, retry: bool = False
+        self,
+        total: int,
+        rate: float | None = None,
+        timeout: float = 10,
+        retry: bool = False,
+        resume: bool = False,
     ) -> None:
         """Open `total` streams, spread over the processes, at `rate` per second overall
         (None: as fast as possible); with `retry`, a failed attempt is retried as a browser
-        would. Returns at once: the processes open them in the background (see report())."""
+        would; with `resume`, a stream the server ends is reopened from its last id (see
+        loadgen). Returns at once: the processes open them in the background (see report())."""
         share, extra = divmod(total, len(self.conns))
         for n, conn in enumerate(self.conns):
             count = share + (1 if n < extra else 0)
@@ -49,13 +55,17 @@ class LoadPool:
                     "rate": per_rate,
                     "timeout": timeout,
                     "retry": retry,
+                    "resume": resume,
                 }
             )
         for conn in self.conns:
             conn.recv()
 
-    def report(self, samples: bool = False, reset_samples: bool = False) -> dict:
-        reports = self._all({"cmd": "report", "samples": samples, "reset_samples": reset_samples})
+    def report(
+        self, samples: bool = False, reset_samples: bool = False, streams: bool = False
+    ) -> dict:
+        command = {"cmd": "report", "samples": samples, "reset_samples": reset_samples}
+        reports = self._all({**command, "streams": streams})
         total = {
             "processes": len(reports),
             "cpu_s_per_process": [round(r["cpu_s"], 2) for r in reports],
@@ -71,6 +81,11 @@ class LoadPool:
             total["latency_s"] = [x for r in reports for x in r["latency_s"]]
             total["connect_s"] = [x for r in reports for x in r["connect_s"]]
             total["opened_at"] = sorted(x for r in reports for x in r["opened_at"])
+        if streams:
+            total["seqs"] = [seqs for r in reports for seqs in r["seqs"]]
+            total["ended_at"] = sorted(x for r in reports for x in r["ended_at"])
+            total["back_at"] = sorted(x for r in reports for x in r["back_at"])
+            total["resumed"] = sum(r["resumed"] for r in reports)
         return total
 
     def wait_open(self, count: int, timeout: float) -> dict:

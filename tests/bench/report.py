@@ -16,6 +16,7 @@ TARGET_LABELS = {
     "direct": "one Pushpin node, direct",
     "stock": "Pushpin, stock limits",
     "asgi": "Django under uvicorn, no Pushpin",
+    "app": "the app alone (signed as Pushpin asks it)",
 }
 
 
@@ -118,10 +119,103 @@ def throughput_section(tput: list[dict]) -> list[str]:
     return ["## Throughput (sustained publishing)", "", *table(headers, rows)]
 
 
+def new_streams_section(rows: list[dict]) -> list[str]:
+    headers = ["link", "attempts offered", "opened", "failed", "opened/s", "best 1 s"]
+    headers += ["connect p50 / p99 ms", "load generator CPU s"]
+    body = [
+        [
+            TARGET_LABELS[r["target"]],
+            f"{r['attempts']} at {r['offered_per_s']}/s",
+            r["opened"],
+            r["failed"],
+            r["opened_per_s"],
+            r["peak_per_s"],
+            f"{r['connect_s'].get('p50_ms')} / {r['connect_s'].get('p99_ms')}",
+            round(sum(r["loadgen_cpu_s"]), 1),
+        ]
+        for r in rows
+    ]
+    failures = {r["target"]: r["failures"] for r in rows if r["failures"]}
+    note = [f"Failures by link: {failures}.", ""] if failures else []
+    title = "## New streams per link (one attempt each, no retry)"
+    return [title, "", *table(headers, body), *note]
+
+
+# The goals per viewer (a browser tab on a dashboard: one stream for all its components).
+GOALS = {"fanout_p99_ms": 100, "kib_per_viewer": 16, "new_viewers_per_s": 1000, "storm_s": 15}
+
+
+def per_viewer_section(run: dict) -> list[str]:
+    """What one viewer costs, per target and size: the figures a deployment is sized by."""
+    headers = ["target", "viewers", "fan-out p50 / p99 / max ms", "p99 vs goal", "p99 vs asgi"]
+    headers += ["CPU µs per delivered event: Pushpin / nginx / app / load generator"]
+    asgi = {
+        r["subscribers"]: r.get("p99_ms") for r in run.get("fanout", []) if r["target"] == "asgi"
+    }
+    rows = []
+    for r in run.get("fanout", []):
+        cpu = r.get("cpu_us_per_delivery", {})
+        own = "asgi" if r["target"] == "asgi" else "app"
+        rows.append(
+            [
+                TARGET_LABELS[r["target"]],
+                r["subscribers"],
+                f"{r.get('p50_ms')} / {r.get('p99_ms')} / {r.get('max_ms')}",
+                ratio(r.get("p99_ms"), GOALS["fanout_p99_ms"]),
+                ratio(r.get("p99_ms"), asgi.get(r["subscribers"])),
+                " / ".join(str(cpu.get(k, "-")) for k in ("pushpin", "nginx", own, "loadgen")),
+            ]
+        )
+    out = ["## Per viewer", "", *table(headers, rows)]
+    cap = run.get("capacity")
+    if cap:
+        total = cap["pushpin_kib_per_stream"] + cap["nginx_kib_per_stream"]
+        out += [
+            f"Memory per idle viewer (RSS growth ÷ {cap['held_at_end']} viewers): Pushpin "
+            f"{cap['pushpin_kib_per_stream']} KiB + nginx {cap['nginx_kib_per_stream']} KiB = "
+            f"{total:.1f} KiB ({ratio(total, GOALS['kib_per_viewer'])} the goal of "
+            f"{GOALS['kib_per_viewer']} KiB); the app {cap.get('app_kib_per_stream', '-')} KiB.",
+            f"New viewers until all {cap['opened']} were in: {cap['connect_rate_per_s']}/s "
+            f"(offered {cap['connect_rate_offered_per_s']}/s, best 5 s "
+            f"{cap['connect_rate_peak_per_s']}/s; goal {GOALS['new_viewers_per_s']}/s); refusals "
+            f"by status: {cap['failures'] or 'none'}.",
+            "",
+        ]
+    return out
+
+
+def storm_section(storm: dict) -> list[str]:
+    headers = ["viewers", "cut by the kill", "back", "all back and caught up after", "lost"]
+    headers += ["duplicated", "refusals while reconnecting", "app requests/s meanwhile"]
+    row = [
+        storm["viewers"],
+        storm["dropped_by_the_kill"],
+        storm["back"],
+        f"{storm['recovered_s']} s (goal {GOALS['storm_s']} s)",
+        storm["lost"],
+        storm["duplicated"],
+        storm["refusals"] or "none",
+        storm["app_requests_per_s"],
+    ]
+    return [
+        "## Reconnect storm (a node holding half the viewers killed while events flow)",
+        "",
+        *table(headers, [row]),
+        f"{storm['published']} events published; each viewer must have every one, once.",
+        "",
+    ]
+
+
 def markdown(run: dict) -> str:
     out = [f"# Benchmark ({run['mode']}), {run['started']}", "", f"Machine: {run['machine']}.", ""]
+    if run.get("fanout"):
+        out += per_viewer_section(run)
+    if run.get("storm"):
+        out += storm_section(run["storm"])
     if run.get("capacity"):
         out += capacity_section(run["capacity"])
+    if run.get("new_streams"):
+        out += new_streams_section(run["new_streams"])
     if run.get("fanout"):
         out += fanout_section(run["fanout"])
     if run.get("throughput"):

@@ -1,8 +1,8 @@
 """`make bench` / `make bench-quick`: start the benchmark stack, run every scenario against every
 target in the same run, write results/<run>/ (JSON, Markdown, PNG) and results/summary.md.
 
-    python -m bench.run --quick        (about 2 minutes)
-    python -m bench.run                (about 15 minutes: 20,000 streams held 5 minutes)
+    python -m bench.run --quick        (about 3 minutes)
+    python -m bench.run                (about 20 minutes: 20,000 streams held 5 minutes)
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from bench.targets import BENCH, BenchStack
 MODES = {
     "quick": {
         "capacity": {"streams": 1000, "connect_rate": 300, "hold_s": 5},
+        "new_streams": {"count": 500, "rate": 1000},
+        "storm": {"viewers": 500, "rate": 4, "seconds": 15},
         "fanout_sizes": [100, 1000],
         "fanout_events": 4,
         "fanout_rate": 4,
@@ -28,6 +30,8 @@ MODES = {
     },
     "full": {
         "capacity": {"streams": 20000, "connect_rate": 1000, "hold_s": 300},
+        "new_streams": {"count": 3000, "rate": 1000},
+        "storm": {"viewers": 5000, "rate": 2, "seconds": 45},
         "fanout_sizes": [100, 1000, 5000, 10000],
         "fanout_events": 6,
         "fanout_rate": 2,
@@ -68,11 +72,21 @@ def main(argv=None) -> int:
             run["capacity"] = scenarios.capacity(
                 stack, targets["kit"], processes=cfg["processes"], **cfg["capacity"]
             )
+            step("new streams per link (app, direct, kit)")
+            run["new_streams"] = scenarios.new_streams(
+                [targets[name] for name in ("app", "direct", "kit")],
+                processes=cfg["processes"], **cfg["new_streams"],
+            )  # fmt: skip
+            step("reconnect storm (kit)")
+            run["storm"] = scenarios.storm(
+                stack, targets["kit"], processes=cfg["processes"], **cfg["storm"]
+            )
+            stack.wait_ready_kit()
             run["fanout"] = []
             for name in ("kit", "direct", "stock", "asgi"):
                 step(f"fan-out ({name})")
                 run["fanout"] += scenarios.fanout(
-                    targets[name], cfg["fanout_sizes"], events=cfg["fanout_events"],
+                    stack, targets[name], cfg["fanout_sizes"], events=cfg["fanout_events"],
                     rate=cfg["fanout_rate"], connect_rate=500, processes=cfg["processes"],
                 )  # fmt: skip
             run["throughput"] = []

@@ -32,9 +32,16 @@ def grow(pool: LoadPool, have: int, want: int, rate: float, timeout: float) -> d
 
 
 def fanout(
-    target: Target, sizes: list[int], events: int, rate: float, connect_rate: float, processes: int
+    stack: BenchStack,
+    target: Target,
+    sizes: list[int],
+    events: int,
+    rate: float,
+    connect_rate: float,
+    processes: int,
 ) -> list:
-    """One event at a time to N subscribers: publish-to-receipt latency, growing N."""
+    """One event at a time to N subscribers: publish-to-receipt latency, growing N, and the CPU
+    each component spent per delivered event (from its container's own accounting)."""
     channel = f"probe-fanout-{target.name}-{uuid.uuid4().hex[:6]}"
     pool = LoadPool(target.spec(channel), processes)
     rows, have = [], 0
@@ -46,11 +53,23 @@ def fanout(
             time.sleep(2)  # let Pushpin's first-subscription refresh pass
             pool.report(reset_samples=True)
             cpu_before = sum(report["cpu_s_per_process"])
+            components_before = stack.component_cpu()
             summary = target.publish(channel, rate, events)
             deadline = time.monotonic() + 15
             while pool.report()["events"] < open_now * events and time.monotonic() < deadline:
                 time.sleep(0.5)
             final = pool.report(samples=True)
+            components = stack.component_cpu()
+            delivered = max(final["events"], 1)
+            cpu_us = {
+                kind: round(
+                    (components[kind] - components_before.get(kind, 0)) / delivered * 1e6, 1
+                )
+                for kind in components
+            }
+            cpu_us["loadgen"] = round(
+                (sum(final["cpu_s_per_process"]) - cpu_before) / delivered * 1e6, 1
+            )
             rows.append(
                 {
                     "target": target.name,
@@ -63,6 +82,7 @@ def fanout(
                     **percentiles(final["latency_s"]),
                     "publish_call_p50_ms": round(summary["call_latency_s"]["p50"] * 1000, 2),
                     "loadgen_cpu_s": round(sum(final["cpu_s_per_process"]) - cpu_before, 2),
+                    "cpu_us_per_delivery": cpu_us,
                     "latency_s": final["latency_s"],
                 }
             )
@@ -188,6 +208,7 @@ def capacity(
             rss_after[n] - rss_before.get(n, 0) for n in rss_after if "pushpin" in n
         )
         nginx_bytes = sum(rss_after[n] - rss_before.get(n, 0) for n in rss_after if "nginx" in n)
+        app_bytes = sum(rss_after[n] - rss_before.get(n, 0) for n in rss_after if "app-" in n)
         return {
             "target": target.name,
             "streams_wanted": streams,
@@ -206,11 +227,113 @@ def capacity(
             "end_event_latency": percentiles(final["latency_s"]),
             "pushpin_kib_per_stream": round(pushpin_bytes / max(held, 1) / 1024, 1),
             "nginx_kib_per_stream": round(nginx_bytes / max(held, 1) / 1024, 1),
+            "app_kib_per_stream": round(app_bytes / max(held, 1) / 1024, 1),
             "django_requests_in_hold": django,
             "django_requests_per_s_per_1000": round(django / window / max(held, 1) * 1000, 3),
             "loadgen_cpu_s": final["cpu_s_per_process"],
             "timeline": timeline,
             "publish": summary,
+        }
+    finally:
+        pool.close()
+        pool.stop()
+
+
+def new_streams(targets: list[Target], count: int, rate: float, processes: int) -> list:
+    """New streams per second through each link of the chain, each on its own: the app alone
+    (answering the hold as it answers a Pushpin node), one Pushpin node (its proxy, zurl and the
+    app), and the kit's chain (nginx in front). Offered at `rate`, one attempt each."""
+    rows = []
+    for target in targets:
+        pool = LoadPool(target.spec(f"probe-new-{target.name}-{uuid.uuid4().hex[:6]}"), processes)
+        try:
+            started = time.time()
+            pool.open(count, rate=rate)
+            deadline = time.monotonic() + count / rate + 60
+            report = pool.report()
+            while report["opened"] + report["failed"] < count and time.monotonic() < deadline:
+                time.sleep(0.5)
+                report = pool.report()
+            final = pool.report(samples=True)
+            opened_at = sorted(final["opened_at"])
+            span = (opened_at[-1] - started) if opened_at else 0
+            rows.append(
+                {
+                    "target": target.name,
+                    "attempts": count,
+                    "offered_per_s": rate,
+                    "opened": final["opened"],
+                    "failed": final["failed"],
+                    "failures": final["failures"],
+                    "opened_per_s": round(final["opened"] / span, 1) if span else 0,
+                    "peak_per_s": peak_rate(opened_at, 1),
+                    "connect_s": percentiles(final["connect_s"]),
+                    "loadgen_cpu_s": final["cpu_s_per_process"],
+                }
+            )
+            row = rows[-1]
+            print(
+                f"  new streams {target.name}: {row['opened_per_s']}/s "
+                f"({row['opened']} of {count}, {row['failed']} failed), "
+                f"connect p99 {row['connect_s'].get('p99_ms')} ms",
+                flush=True,
+            )
+        finally:
+            pool.close()
+            pool.stop()
+    return rows
+
+
+def storm(
+    stack: BenchStack, target: Target, viewers: int, rate: float, seconds: float, processes: int
+) -> dict:
+    """A reconnect storm: `viewers` streams through nginx (spread over both nodes) follow a
+    numbered sequence published at `rate`; a third of the way in, the node holding half of
+    them is killed. Its viewers reconnect as browsers do (after the stream's `retry:`, from their
+    last id). Measured: how long until every one of them is back and caught up, events lost and
+    duplicated (over every viewer), refusals while reconnecting, the app's requests meanwhile."""
+    channel = f"probe-storm-{uuid.uuid4().hex[:6]}"
+    pool = LoadPool(target.spec(channel), processes)
+    count = int(rate * seconds)
+    try:
+        pool.open(viewers, rate=500, retry=True, resume=True)
+        opened = pool.wait_open(viewers, timeout=viewers / 100 + 120)
+        time.sleep(3)  # every stream's subscription in place
+        publisher = stack.probe_publish_background(channel, rate, count)
+        time.sleep(seconds / 3)
+        victim = stack.container("pushpin", 1)
+        killed_at = time.time()
+        victim.kill()
+        summary = publisher.result()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            report = pool.report(streams=True)
+            complete = sum(1 for s in report["seqs"] if len(set(s)) >= count)
+            if complete >= len(report["seqs"]):
+                break
+            time.sleep(1)
+        report = pool.report(streams=True)
+        victim.start()
+        ended = [t for t in report["ended_at"] if t >= killed_at]
+        back = [t for t in report["back_at"] if t >= killed_at]
+        lost = sum(count - len(set(range(1, count + 1)) & set(s)) for s in report["seqs"])
+        duplicated = sum(len(s) - len(set(s)) for s in report["seqs"])
+        recovered_s = round(max(back) - killed_at, 1) if back else None
+        window_end = max(back) if back else killed_at + 30
+        app_requests = stack.django_requests(target.container, killed_at, window_end)
+        return {
+            "target": target.name,
+            "viewers": viewers,
+            "opened": opened["opened"],
+            "published": summary["published"],
+            "dropped_by_the_kill": len(ended),
+            "back": len(back),
+            "recovered_s": recovered_s,
+            "lost": lost,
+            "duplicated": duplicated,
+            "refusals": report["failures"],
+            "app_requests": app_requests,
+            "app_requests_per_s": round(app_requests / max(window_end - killed_at, 1), 1),
         }
     finally:
         pool.close()

@@ -5,6 +5,8 @@
   stock   one Pushpin node with the Debian package's stock settings (message_rate=2500,
           message_hwm=25000), only made able to reach the app
   asgi    django-eventstream served by Django itself under uvicorn, no Pushpin
+  app     the app alone, asked as a Pushpin node asks it (a signed Grip-Sig): it answers with
+          the hold instruction at once (only the new-streams scenario uses it)
 
 All run from this checkout's images in a compose project of their own (`rtdash-bench`).
 """
@@ -16,10 +18,11 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
+import jwt
 import requests
 
 BENCH = Path(__file__).resolve().parent
@@ -46,13 +49,14 @@ class Target:
     port: int
     container: str  # the container whose log shows requests reaching Django
     publish: callable  # (channel, rate, count) -> summary dict
+    headers: dict = field(default_factory=dict)
 
     def spec(self, channel: str) -> dict:
         return {
             "host": self.host,
             "port": self.port,
             "path": f"/events/?channel={channel}",
-            "headers": {"Host": HOST, "Accept": "text/event-stream"},
+            "headers": {"Host": HOST, "Accept": "text/event-stream", **self.headers},
         }
 
 
@@ -186,6 +190,19 @@ class BenchStack:
                     raise RuntimeError(f"{what} not ready after {timeout}s")
                 time.sleep(0.5)
 
+    def wait_ready_kit(self, timeout: float = 90) -> None:
+        """After a scenario killed a node: every kit container healthy again."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            kit = self.client.containers.list(
+                all=True, filters={"label": f"com.docker.compose.project={PROJECT}"}
+            )
+            pending = [c.name for c in kit if "migrate" not in c.name and not self._healthy(c)]
+            if not pending:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"kit containers not healthy after {timeout}s: {pending}")
+
     @staticmethod
     def _healthy(container) -> bool:
         container.reload()
@@ -210,6 +227,15 @@ class BenchStack:
         out = run(cmd, timeout=count / rate + 120).stdout
         return json.loads(out.strip().splitlines()[-1])
 
+    def probe_publish_background(self, channel, rate, count):
+        """probe_publish on a thread of its own: the returned future has its summary."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=1)
+        future = pool.submit(self.probe_publish, channel, rate, count)
+        pool.shutdown(wait=False)
+        return future
+
     def asgi_publish(self, channel, rate, count) -> dict:
         url = f"http://{self.address(self.asgi, 'streams')}:8000/bench/publish"
         params = {"channel": channel, "rate": rate, "count": count}
@@ -218,6 +244,7 @@ class BenchStack:
     def targets(self) -> dict[str, Target]:
         nginx = self.container("nginx")
         node = self.container("pushpin", 1)
+        app = self.container("app")
         stock_control = f"http://{self.address(self.stock, 'control')}:5561"
         return {
             "kit": Target(
@@ -240,7 +267,20 @@ class BenchStack:
             "asgi": Target(
                 "asgi", self.address(self.asgi, "streams"), 8000, self.asgi.name, self.asgi_publish
             ),
+            "app": Target(
+                "app",
+                self.address(app, "streams"),
+                8000,
+                app.name,
+                self.probe_publish,
+                headers={"Grip-Sig": self.grip_sig()},
+            ),
         }
+
+    def grip_sig(self) -> str:
+        """A Grip-Sig as a Pushpin node of this stack signs it (valid for the run)."""
+        claims = {"iss": "pushpin", "exp": int(time.time()) + 6 * 3600}
+        return jwt.encode(claims, self.secrets()["PUSHPIN_SIG_KEY"], algorithm="HS256")
 
     # -- observing ----------------------------------------------------------------------------
 
@@ -257,6 +297,36 @@ class BenchStack:
                         return int(value)
         raise RuntimeError(f"no memory statistics for {container.name}")
 
+    def cpu_seconds(self, container) -> float:
+        """CPU time a container has used (cgroup v1 cpuacct, or v2 cpu.stat)."""
+        for path, scale in (
+            (f"/sys/fs/cgroup/cpu,cpuacct/docker/{container.id}/cpuacct.usage", 1e-9),
+            (f"/sys/fs/cgroup/cpuacct/docker/{container.id}/cpuacct.usage", 1e-9),
+        ):
+            if os.path.exists(path):
+                return int(open(path).read()) * scale
+        path = f"/sys/fs/cgroup/system.slice/docker-{container.id}.scope/cpu.stat"
+        for line in open(path):
+            name, value = line.split()
+            if name == "usage_usec":
+                return int(value) * 1e-6
+        raise RuntimeError(f"no CPU statistics for {container.name}")
+
+    def component_cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each component of the kit: every Pushpin container (the
+        comparison ones included), nginx, the app (and the asgi server), added up per kind."""
+        found: dict[str, float] = {}
+        for container in (
+            self.client.containers.list(filters={"label": "com.docker.compose.project=" + PROJECT})
+            + self.extra
+        ):
+            name = container.name
+            kind = next((k for k in ("pushpin", "nginx", "asgi", "app") if k in name), None)
+            if kind is None or "ticker" in name or "migrate" in name:
+                continue
+            found[kind] = found.get(kind, 0.0) + self.cpu_seconds(container)
+        return found
+
     def kit_rss(self) -> dict[str, int]:
         names = [
             c.name
@@ -267,7 +337,7 @@ class BenchStack:
         return {
             n: self.rss_bytes(self.client.containers.get(n))
             for n in names
-            if "pushpin" in n or "nginx" in n
+            if any(kind in n for kind in ("pushpin", "nginx", "app-"))
         }
 
     def django_requests(self, container_name: str, since: float, until: float) -> int:

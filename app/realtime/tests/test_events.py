@@ -252,3 +252,17 @@ def test_a_publish_never_waits_for_the_trim(monkeypatch):
         assert took < 2, f"3 publishes took {took:.1f} s while a trim was running"
     finally:
         release.set()
+
+
+def test_each_new_stream_gets_its_own_reconnect_delay(client):
+    """A dead node's viewers must not all come back in the same second: every stream's SSE
+    `retry:` is drawn from 0.5 s to REALTIME_RECONNECT_SPREAD_SECONDS."""
+    delays = set()
+    for _ in range(20):
+        body = signed(client, "/events/?channel=probe-retry").content.decode()
+        found = re.search(r"^retry: (\d+)$", body, re.M)
+        assert found and body.index("retry:") < body.index("event: stream-open"), body[-300:]
+        delays.add(int(found.group(1)))
+    spread = settings.REALTIME_RECONNECT_SPREAD_SECONDS
+    assert min(delays) >= 500 and max(delays) <= spread * 1000, delays
+    assert len(delays) > 10, f"20 streams share {len(delays)} reconnect delays: {delays}"

@@ -257,6 +257,17 @@ SETTINGS = [
         minimum=1,
     ),
     Setting(
+        "REALTIME_RECONNECT_SPREAD_SECONDS",
+        "5",
+        "a browser whose stream ends (its node went away) reconnects after a random delay "
+        "between 0.5 s and this (the stream's SSE `retry:`), so that the viewers of a dead node "
+        "come back spread out, not in one burst",
+        kind="float",
+        minimum=0.5,
+        maximum=60,
+        read_by=(WEB,),
+    ),
+    Setting(
         "REALTIME_HEALTH_CACHE_SECONDS",
         "1",
         "/healthz answers every caller within this from one database check per process",

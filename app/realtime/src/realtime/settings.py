@@ -107,6 +107,7 @@ def configure(settings: dict, environ=None) -> None:
         "REALTIME_EVENT_RETENTION_SECONDS",
         "REALTIME_TRIM_INTERVAL_SECONDS",
         "REALTIME_HEALTH_CACHE_SECONDS",
+        "REALTIME_RECONNECT_SPREAD_SECONDS",
         "TICKER_INTERVAL",
         "TICKER_HEARTBEAT_FILE",
         "METRICS_ADDR",

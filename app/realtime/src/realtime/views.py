@@ -101,6 +101,15 @@ def _events(request, is_link, **kwargs):
         # together (a restart, a deploy) do not all come back to the app in the same second.
         longest = settings.REALTIME_STREAM_REFRESH_SECONDS
         instruct.next_link_timeout = random.randint(longest * 4 // 5, longest)  # noqa: S311
+    if not is_link and response.status_code == 200 and b"event: stream-open\n" in response.content:
+        # When its node goes away, a browser reconnects after the stream's `retry:` time: each
+        # stream gets its own, spread over REALTIME_RECONNECT_SPREAD_SECONDS, so that the
+        # viewers of a dead node do not all come back to the other nodes and the app at once.
+        spread = settings.REALTIME_RECONNECT_SPREAD_SECONDS
+        retry = random.randint(500, max(500, int(spread * 1000)))  # noqa: S311
+        response.content = response.content.replace(
+            b"event: stream-open\n", f"retry: {retry}\n\nevent: stream-open\n".encode(), 1
+        )
     return response
 
 
