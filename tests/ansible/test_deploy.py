@@ -595,15 +595,14 @@ def test_gunicorn_takes_the_forwarded_scheme_from_the_kits_proxies_only(deployme
     # (request headers, what the app should make of them from a proxy, and from another peer)
     cases = [
         ({}, "http", "http"),
-        # nginx's header. Django reads it itself (SECURE_PROXY_SSL_HEADER): from a proxy it is
-        # HTTPS; what another peer gets is test_django_takes_... below.
-        ({"X-Forwarded-Proto": "https"}, "https", None),
-        # gunicorn's own reading of the scheme (wsgi.url_scheme, which Django falls back to
-        # when X-Forwarded-Proto is absent): taken from the proxies only.
+        # The scheme is gunicorn's reading alone (wsgi.url_scheme; the app sets no
+        # SECURE_PROXY_SSL_HEADER): nginx's X-Forwarded-Proto, or X-Forwarded-Ssl, believed
+        # from the proxies only.
+        ({"X-Forwarded-Proto": "https"}, "https", "http"),
         ({"X-Forwarded-Ssl": "on"}, "https", "http"),
-        # gunicorn reads X-Forwarded-Proto from the proxies only: there, a contradicting
-        # X-Forwarded-Ssl gets its 400; from another peer both are ignored.
-        ({"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "off"}, "refused by gunicorn", "https"),
+        # From a proxy, contradicting headers get gunicorn's 400; from another peer both are
+        # ignored.
+        ({"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "off"}, "refused by gunicorn", "http"),
     ]
     # The one peer besides the proxies that the firewall lets reach :8000: the app host itself
     # on its internal address (loopback, but from that address, which is no proxy).
@@ -611,21 +610,10 @@ def test_gunicorn_takes_the_forwarded_scheme_from_the_kits_proxies_only(deployme
     for headers, from_a_proxy, from_another_peer in cases:
         for peer in [*proxies, app]:
             want = from_another_peer if peer == app else from_a_proxy
-            if want is None:
-                continue
             seen = scheme_the_app_sees(deployment, peer, headers)
             if seen != want:
                 wrong.append(f"{peer.name} {headers}: expected {want}, got {seen}")
     assert not wrong, f"gunicorn trusts {trusted}: {wrong}"
-
-
-def test_django_takes_x_forwarded_proto_from_the_proxies_only(deployment):
-    app = deployment.host("app")
-    seen = scheme_the_app_sees(deployment, app, {"X-Forwarded-Proto": "https"})
-    assert seen == "http", (
-        f"X-Forwarded-Proto: https from {app.name} itself (not a proxy): expected http, "
-        f"Django took the request for {seen}"
-    )
 
 
 # --- Monitoring -------------------------------------------------------------------------------
