@@ -12,6 +12,10 @@ PYTEST_ARGS ?=
 # always names its environment. ANSIBLE_ARGS: e.g. --check --diff, --ask-vault-pass.
 INVENTORY ?=
 ANSIBLE_ARGS ?=
+# `make verify`: the deployment checked, one of PROJECT (compose, the default), INVENTORY or
+# K8S_NAMESPACE; ORIGIN (host:port) where the public origin is not the one the target finds.
+K8S_NAMESPACE ?=
+ORIGIN ?=
 
 # The project deployed: any django-dashboards project directory (manage.py, its requirements
 # file); the demo by default. Its image is built on the kit's base image (app/realtime).
@@ -41,7 +45,7 @@ COMPOSE = docker compose $(COMPOSE_FILES) $(COMPOSE_PROFILE) -p $(PROJECT) --env
 COMPOSE_NOSECRETS = DJANGO_SECRET_KEY=unused PUSHPIN_SIG_KEY=unused \
   docker compose $(COMPOSE_FILES) --profile '*' -p $(PROJECT) $$([ -f $(ENV_FILE) ] && echo --env-file $(ENV_FILE))
 
-.PHONY: help venv prepare base-image images up down logs ps status settings test-fast test lint deploy bench bench-quick
+.PHONY: help venv prepare base-image images up down logs ps status settings test-fast test verify lint deploy bench bench-quick
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -103,11 +107,19 @@ settings: venv ## Render the app's settings (app/realtime/src/realtime/conf.py) 
 test-fast: venv ## Unit tests of the app, the real-time package and the config renderers (no Docker, under a minute)
 	@$(BIN)/python app/render-settings --check
 	@cd app/realtime && $(BIN)/pytest -q -n 2
-	@$(BIN)/pytest -q -n 2 -m "not slow and not docker" tests/app tests/config tests/k8s $(PYTEST_ARGS)
+	@$(BIN)/pytest -q -n 2 -m "not slow and not docker" tests/app tests/config tests/k8s tests/verify $(PYTEST_ARGS)
 
 test: venv ## Run every test (starts real stacks, hosts and a browser)
 	@compose/prepare-host.sh --with-browser
 	@$(BIN)/pytest $(PYTEST_ARGS)
+
+# The suite tests/verify/check_*.py (README "Verify a deployment"): changes nothing, publishes
+# on probe-* channels only; no cache directory left behind. PYTEST_ARGS: e.g. --junitxml=FILE.
+verify: venv ## Check a live deployment end to end: PROJECT=<compose project>, INVENTORY=<env> [ANSIBLE_ARGS=...] or K8S_NAMESPACE=<ns>
+	@PYTHONPATH=tests $(BIN)/pytest -p verify.plugin -p no:cacheprovider -o python_files='check_*.py' \
+	  -q --project='$(PROJECT)' --inventory='$(INVENTORY)' --ansible-args='$(ANSIBLE_ARGS)' \
+	  --namespace='$(K8S_NAMESPACE)' --origin='$(ORIGIN)' --kubectl='$(KUBECTL)' \
+	  tests/verify $(PYTEST_ARGS)
 
 lint: venv ## ruff, yamllint, ansible-lint
 	@$(BIN)/ruff check .

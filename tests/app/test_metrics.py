@@ -9,13 +9,13 @@ import sys
 import time
 import uuid
 
-import jwt
 import pytest
 import requests
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.app import APP, DEV_ENV
+from support.grip import grip_sig
 from support.pushpin import pushpin_nodes
 from support.stack import free_port
 
@@ -57,8 +57,7 @@ def test_publishes_are_counted_per_node(node):
 def sig() -> str:
     from django.conf import settings
 
-    claims = {"iss": "pushpin", "exp": int(time.time()) + 60}
-    return jwt.encode(claims, settings.PUSHPIN_SIG_KEY, algorithm="HS256")
+    return grip_sig(settings.PUSHPIN_SIG_KEY)
 
 
 @pytest.mark.usefixtures("db")

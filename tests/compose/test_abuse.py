@@ -8,10 +8,10 @@ import subprocess
 import time
 import uuid
 
-import jwt
 import pytest
 import requests
 
+from support.grip import grip_sig
 from support.network import local_routes_to
 from support.sse import SSEStream
 from support.stack import REPO
@@ -68,12 +68,6 @@ def app_request(stack, grip_sig: str | None):
     )
 
 
-def sig(key: str, **claims) -> str:
-    return jwt.encode(
-        {"iss": "pushpin", "exp": int(time.time()) + 60, **claims}, key, algorithm="HS256"
-    )
-
-
 @pytest.mark.parametrize(
     "case",
     ["missing", "garbage", "wrong-key", "expired", "wrong-issuer", "alg-none"],
@@ -83,12 +77,10 @@ def test_the_app_does_not_treat_an_unsigned_request_as_proxied(stack, case):
     value = {
         "missing": None,
         "garbage": "not-a-jwt",
-        "wrong-key": sig("x" * 43),
-        "expired": sig(key, exp=int(time.time()) - 10),
-        "wrong-issuer": sig(key, iss="someone-else"),
-        "alg-none": jwt.encode(
-            {"iss": "pushpin", "exp": int(time.time()) + 60}, None, algorithm="none"
-        ),
+        "wrong-key": grip_sig("x" * 43),
+        "expired": grip_sig(key, exp=int(time.time()) - 10),
+        "wrong-issuer": grip_sig(key, iss="someone-else"),
+        "alg-none": grip_sig(None, algorithm="none"),
     }[case]
     response = app_request(stack, value)
     assert response.status_code == 403, f"{case}: expected 403, got {response.status_code}"
@@ -98,7 +90,7 @@ def test_the_app_does_not_treat_an_unsigned_request_as_proxied(stack, case):
 
 def test_the_app_answers_a_request_signed_with_the_key(stack):
     """The control case: the same request signed with the real key gets a GRIP stream hold."""
-    response = app_request(stack, sig(stack.secrets()["PUSHPIN_SIG_KEY"]))
+    response = app_request(stack, grip_sig(stack.secrets()["PUSHPIN_SIG_KEY"]))
     assert response.status_code == 200, response.text[:300]
     assert response.headers.get("Grip-Hold") == "stream", dict(response.headers)
 

@@ -9,6 +9,7 @@ import queue
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 # Events the server sends for its own bookkeeping, not application events.
@@ -132,6 +133,21 @@ class SSEStream:
             pass
         self._conn.close()
         self.closed.wait(5)
+
+
+def probe_channel() -> str:
+    """A fresh channel of the public `probe-*` family, kept for synthetic checks and tests."""
+    return f"probe-{uuid.uuid4().hex[:12]}"
+
+
+def open_stream(host: str, port: int, chan: str, where: str = "", **kw) -> SSEStream:
+    """A stream of `chan` on host:port that must be answered 200 (`where` names it)."""
+    stream = SSEStream(host, port, f"/events/?channel={chan}", **kw)
+    assert stream.status == 200, (
+        f"{where or f'{host}:{port}'}: expected 200 for /events/, got {stream.status}: "
+        f"{stream.__dict__.get('body', '')[:200]}"
+    )
+    return stream
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import os
 import random
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,15 @@ def run(cmd: list[str], env: dict | None = None, timeout: float = 900, check: bo
     return result
 
 
+def make_here(*args: str, env: dict | None = None, timeout: float = 900, check: bool = True):
+    """`make ARGS` with the virtualenv running these tests as the Makefile's VENV, taken as
+    installed (`make test` installed it): a checkout without a .venv of its own does not
+    build one."""
+    venv = Path(sys.executable).parents[1]
+    cmd = ["make", "-s", "-o", f"{venv}/.installed", f"VENV={venv}", *args]
+    return run(cmd, env=env, timeout=timeout, check=check)
+
+
 @dataclass
 class ComposeStack:
     project: str
@@ -74,13 +84,20 @@ class ComposeStack:
             **self.extra_env,
         }
 
-    def make(self, target: str, timeout: float = 900, check: bool = True):
+    def make(self, target: str, *args: str, timeout: float = 900, check: bool = True):
         return run(
-            ["make", target, f"PROJECT={self.project}", f"ENV_FILE={self.env_file}"],
+            ["make", target, f"PROJECT={self.project}", f"ENV_FILE={self.env_file}", *args],
             env=self.env,
             timeout=timeout,
             check=check,
         )
+
+    def verify(self, *args: str, timeout: float = 300):
+        """`make verify` against this stack (not checked: the caller reads its outcome)."""
+        return make_here(
+            "verify", f"PROJECT={self.project}", f"ENV_FILE={self.env_file}", *args,
+            env=self.env, timeout=timeout, check=False,
+        )  # fmt: skip
 
     def compose(self, *args: str, check: bool = True, timeout: float = 300):
         cmd = ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", self.project]

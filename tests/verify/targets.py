@@ -1,0 +1,593 @@
+"""What `make verify` checks, per kind of deployment: a compose project on this machine, the
+hosts of an Ansible inventory, or a Kubernetes namespace. A Target says where each service runs
+(testinfra hosts), what it should look like there (user, listeners, config files), how to reach
+the public origin and each Pushpin node's stream port from here, and how to publish on an app
+host. The scenarios (check_*.py) are written once against this interface."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import testinfra
+
+from support.stack import REPO
+
+INVENTORIES = REPO / "ansible" / "inventories"
+# The services every deployment has, in the order the table lists them.
+ROLES = ("app", "ticker", "pushpin", "nginx")
+# Pushpin's stream port, its publish port (and the other control ports), gunicorn's port.
+STREAM_PORT, PUBLISH_PORT, APP_PORT = 7999, 5561, 8000
+CONTROL_PORTS = (5560, 5561, 5562, 5563)
+# Metrics listeners (README "Monitoring"): app, ticker, Pushpin, nginx's exporter.
+METRICS_PORTS = {"app": 9808, "ticker": 9809, "pushpin": 9810, "nginx": 9113}
+
+
+class TargetError(Exception):
+    """The target cannot be named or reached as given (a usage error, not a failed check)."""
+
+
+@dataclass
+class Node:
+    """One place a service runs: a container, an inventory host or a pod."""
+
+    name: str
+    role: str
+    backend: str  # testinfra host spec
+    running: bool = True
+    state: str = "running"
+    address: str = ""  # its internal address (listeners, metrics, publish port)
+    _host: object = field(default=None, repr=False)
+
+    @property
+    def host(self):
+        if self._host is None:
+            self._host = testinfra.get_host(self.backend)
+        return self._host
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    role: str
+    path: str  # where the deployment has it
+    source: str  # the repository file it must equal
+
+
+class Target:
+    kind = ""
+    # role -> the uid (int) or user name (str) its processes must all run as.
+    users: dict[str, int | str] = {}
+    # role -> listening sockets ("ADDR" stands for the node's internal address).
+    listeners: dict[str, set[str]] = {}
+    config_files: list[ConfigFile] = []
+    # The command that runs the app's manage.py on an app node.
+    manage = "python manage.py"
+
+    name = ""
+
+    def nodes(self, role: str) -> list[Node]:
+        raise NotImplementedError
+
+    def origin(self) -> tuple[str, int]:
+        """The public origin (host, port) as this machine reaches it."""
+        raise NotImplementedError
+
+    def origin_host_header(self) -> str:
+        host, port = self.origin()
+        return f"{host}:{port}"
+
+    @contextlib.contextmanager
+    def node_stream_endpoint(self, node: Node) -> Iterator[tuple[str, int]]:
+        """Where this machine reaches `node`'s stream port (7999), for as long as the context."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def app_node(self) -> Node:
+        running = [n for n in self.nodes("app") if n.running]
+        if not running:
+            raise AssertionError(f"{self.name}: no running app node to publish on")
+        return running[0]
+
+    def publish(self, chan: str, event: str, data: str) -> tuple[int, str, float]:
+        """`manage.py publish` on an app node: (exit status, output, seconds it took)."""
+        node = self.app_node()
+        cmd = f"{self.manage} publish {shlex.quote(chan)} {shlex.quote(event)} {shlex.quote(data)}"
+        started = time.monotonic()
+        result = node.host.run(cmd)
+        took = time.monotonic() - started
+        return result.rc, (result.stdout + result.stderr).strip(), took
+
+    def fill(self, node: Node, address: str) -> str:
+        return address.replace("ADDR", node.address)
+
+    def processes(self, node: Node) -> list[tuple[str, str, str]]:
+        """(user, pid, command) of the service's processes on `node`: every process of its
+        container or pod (including the check's own, which runs as the image's user)."""
+        rows = node.host.check_output("ps -eo euid=,pid=,comm=").splitlines()
+        return [tuple(line.split(None, 2)) for line in rows if line.strip()]
+
+    def listening(self, node: Node) -> set[str]:
+        out = node.host.check_output("ss -ltnH")
+        found = {line.split()[3] for line in out.splitlines() if line.strip()}
+        # Docker's embedded DNS listens inside every container on 127.0.0.11.
+        return {address for address in found if not address.startswith("127.0.0.11:")}
+
+    def published_ports(self) -> list[tuple[str, str, str, str]] | None:
+        """(service, port, host address, host port) of every port the deployment publishes
+        on this machine, where the target knows them (compose); None elsewhere."""
+        return None
+
+    def edge_addresses(self, node: Node) -> list[str]:
+        """The addresses of a Pushpin node an nginx node might try its control ports on."""
+        return [node.address] if node.address else []
+
+
+# -- compose -------------------------------------------------------------------------------
+
+
+def _docker(*args: str) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise TargetError(f"docker {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+class ComposeTarget(Target):
+    """A compose project started by `make up` (PROJECT) on this machine: its containers over
+    `docker exec`, its origin on the published nginx port."""
+
+    kind = "compose"
+    users = {"app": 10001, "ticker": 10001, "pushpin": 10002, "nginx": 10003}
+    listeners = {
+        "app": {"0.0.0.0:8000", "ADDR:9808"},
+        "ticker": {"ADDR:9809"},
+        "pushpin": {"0.0.0.0:7999", "ADDR:5561", "ADDR:9810"}
+        | {"127.0.0.1:5560", "127.0.0.1:5562", "127.0.0.1:5563"},
+        "nginx": {"0.0.0.0:8080", "[::]:8080"},
+    }
+    config_files = [
+        ConfigFile("pushpin", "/etc/pushpin/pushpin.conf", "pushpin/pushpin.conf"),
+        ConfigFile("pushpin", "/etc/pushpin/routes", "pushpin/routes"),
+        ConfigFile("pushpin", "/usr/local/lib/pushpin-kit/run-pushpin", "pushpin/run-pushpin"),
+        ConfigFile("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/status.conf", "nginx/status.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/upstreams.conf", "nginx/upstreams/compose.conf"),
+    ]
+
+    def __init__(self, project: str):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project):
+            raise TargetError(f"PROJECT={project!r} is not a compose project name")
+        self.project = project
+        self.name = f"compose project {project}"
+        self._nodes: dict[str, list[Node]] | None = None
+
+    def _inspect(self) -> list[dict]:
+        ids = _docker(
+            "ps", "--all", "--quiet",
+            "--filter", f"label=com.docker.compose.project={self.project}",
+            "--filter", "label=com.docker.compose.oneoff=False",
+        ).split()  # fmt: skip
+        if not ids:
+            raise TargetError(f"no containers of compose project {self.project}: make up first")
+        return json.loads(_docker("inspect", *ids))
+
+    def _load(self) -> dict[str, list[Node]]:
+        if self._nodes is None:
+            found: dict[str, list[Node]] = {role: [] for role in ROLES}
+            self._containers = {}
+            for info in self._inspect():
+                role = info["Config"]["Labels"].get("com.docker.compose.service")
+                name = info["Name"].lstrip("/")
+                self._containers[name] = info
+                if role not in found:
+                    continue
+                networks = info["NetworkSettings"]["Networks"]
+                control = networks.get(f"{self.project}_control", {}).get("IPAddress", "")
+                state = info["State"]
+                found[role].append(
+                    Node(
+                        name=name,
+                        role=role,
+                        backend=f"docker://{name}",
+                        running=state["Status"] == "running",
+                        state=state["Status"],
+                        address=control,
+                    )
+                )
+            for nodes in found.values():
+                nodes.sort(key=lambda n: n.name)
+            self._nodes = found
+        return self._nodes
+
+    def nodes(self, role: str) -> list[Node]:
+        return self._load()[role]
+
+    def network_address(self, node: Node, network: str) -> str:
+        networks = self._containers[node.name]["NetworkSettings"]["Networks"]
+        return networks.get(f"{self.project}_{network}", {}).get("IPAddress", "")
+
+    def edge_addresses(self, node: Node) -> list[str]:
+        # The address on the network nginx shares with it. (Its publish address is on
+        # `control`, which nginx has no route into: a try would leave through the edge
+        # network's gateway, so it is never made; nginx's networks are checked instead.)
+        address = self.network_address(node, "streams")
+        return [address] if address else []
+
+    def published_ports(self) -> list[tuple[str, str, str, str]]:
+        self._load()
+        found = []
+        for _, info in sorted(self._containers.items()):
+            service = info["Config"]["Labels"]["com.docker.compose.service"]
+            for port, bindings in sorted((info["NetworkSettings"]["Ports"] or {}).items()):
+                for binding in bindings or []:
+                    found.append((service, port, binding["HostIp"], binding["HostPort"]))
+        return found
+
+    def origin(self) -> tuple[str, int]:
+        for node in self.nodes("nginx"):
+            ports = self._containers[node.name]["NetworkSettings"]["Ports"] or {}
+            for binding in ports.get("8080/tcp") or []:
+                return binding["HostIp"] or "127.0.0.1", int(binding["HostPort"])
+        raise TargetError(f"{self.name}: nginx publishes no port 8080 (is it running?)")
+
+    @contextlib.contextmanager
+    def node_stream_endpoint(self, node: Node) -> Iterator[tuple[str, int]]:
+        # The streams network is internal but this machine has an address on it.
+        address = self.network_address(node, "streams")
+        if not address:
+            raise AssertionError(f"{node.name}: no address on the streams network ({node.state})")
+        yield address, STREAM_PORT
+
+
+# -- Ansible -------------------------------------------------------------------------------
+
+
+def ansible_options(args: str) -> dict[str, str]:
+    """ANSIBLE_ARGS (as `make deploy` takes them) as the environment ansible-inventory and the
+    testinfra ansible backend read: vault, user, key and SSH options. --check/--diff are
+    accepted and mean nothing here (verify changes nothing anyway)."""
+    env: dict[str, str] = {}
+    words = shlex.split(args)
+    takes = {
+        "--vault-password-file": "ANSIBLE_VAULT_PASSWORD_FILE",
+        "--vault-id": "ANSIBLE_VAULT_IDENTITY_LIST",
+        "-u": "ANSIBLE_REMOTE_USER",
+        "--user": "ANSIBLE_REMOTE_USER",
+        "--private-key": "ANSIBLE_PRIVATE_KEY_FILE",
+        "--key-file": "ANSIBLE_PRIVATE_KEY_FILE",
+        "--ssh-common-args": "ANSIBLE_SSH_COMMON_ARGS",
+        "--ssh-extra-args": "ANSIBLE_SSH_EXTRA_ARGS",
+        "--become-user": "ANSIBLE_BECOME_USER",
+    }
+    flags = {"-b": ("ANSIBLE_BECOME", "true"), "--become": ("ANSIBLE_BECOME", "true")}
+    ignored = {"--check", "-C", "--diff", "-D", "-v", "-vv", "-vvv"}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name, eq, value = word.partition("=")
+        if name in takes:
+            if not eq:
+                i += 1
+                if i == len(words):
+                    raise TargetError(f"ANSIBLE_ARGS: {word} needs a value")
+                value = words[i]
+            env[takes[name]] = value
+        elif word in flags:
+            key, value = flags[word]
+            env[key] = value
+        elif word in ignored:
+            pass
+        elif word in ("--ask-vault-pass", "-J", "--ask-vault-password"):
+            raise TargetError(
+                "ANSIBLE_ARGS: verify cannot prompt for the vault password; "
+                "use --vault-password-file FILE"
+            )
+        else:
+            raise TargetError(f"ANSIBLE_ARGS: {word!r} is not an option verify can pass on")
+        i += 1
+    return env
+
+
+def inventory_path(inventory: str) -> Path:
+    """INVENTORY as `make deploy` takes it: an environment under ansible/inventories, or a path."""
+    candidate = INVENTORIES / inventory
+    if "/" not in inventory and candidate.is_dir():
+        return candidate
+    path = Path(inventory)
+    if path.exists():
+        return path.resolve()
+    names = " ".join(sorted(p.name for p in INVENTORIES.iterdir() if p.is_dir()))
+    raise TargetError(f"INVENTORY={inventory}: no such inventory (one of: {names}, or a path)")
+
+
+class AnsibleTarget(Target):
+    """The hosts of an Ansible inventory by its groups (app, pushpin, nginx), over testinfra's
+    ansible backend (the inventory's connection: SSH in production)."""
+
+    kind = "ansible"
+    users = {"app": "app", "ticker": "app", "pushpin": "pushpin", "nginx": "nginx"}
+    # (systemd unit of each role, as the roles install them)
+    units = {
+        "app": "app.service",
+        "ticker": "ticker.service",
+        "pushpin": "pushpin.service",
+        "nginx": "nginx.service",
+    }
+    listeners = {
+        "app": {"ADDR:8000", "ADDR:9808", "ADDR:9809"},
+        "pushpin": {"0.0.0.0:7999", "ADDR:5561", "ADDR:9810"}
+        | {"127.0.0.1:5560", "127.0.0.1:5562", "127.0.0.1:5563"},
+        "nginx": {"0.0.0.0:8080", "[::]:8080", "ADDR:9113"},
+    }
+    config_files = [
+        ConfigFile("pushpin", "/etc/pushpin/pushpin.conf", "pushpin/pushpin.conf"),
+        ConfigFile("pushpin", "/etc/pushpin/routes", "pushpin/routes"),
+        ConfigFile("pushpin", "/usr/local/lib/pushpin-kit/run-pushpin", "pushpin/run-pushpin"),
+        ConfigFile("pushpin", "/usr/local/lib/pushpin-kit/render-config", "pushpin/render-config"),
+        ConfigFile("pushpin", "/usr/local/lib/pushpin-kit/healthcheck", "pushpin/healthcheck"),
+        ConfigFile("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/status.conf", "nginx/status.conf"),
+    ]
+    manage = "rtdash-manage"
+    # The group each role's hosts are in (the ticker runs on the app hosts).
+    groups = {"app": "app", "ticker": "app", "pushpin": "pushpin", "nginx": "nginx"}
+
+    def __init__(self, inventory: str, ansible_args: str = "", origin: str = ""):
+        self.inventory = inventory_path(inventory)
+        self.env = ansible_options(ansible_args)
+        self.name = f"Ansible inventory {inventory}"
+        self._origin = origin
+        self._inventory: dict | None = None
+
+    def inventory_data(self) -> dict:
+        if self._inventory is None:
+            result = subprocess.run(
+                ["ansible-inventory", "-i", str(self.inventory), "--list"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, **self.env},
+            )
+            if result.returncode != 0:
+                raise TargetError(f"ansible-inventory -i {self.inventory}: {result.stderr}")
+            self._inventory = json.loads(result.stdout)
+            os.environ.update(self.env)  # for the testinfra backend's own ansible calls
+        return self._inventory
+
+    def group_hosts(self, group: str) -> list[str]:
+        data = self.inventory_data()
+        return sorted(data.get(group, {}).get("hosts", []))
+
+    def hostvars(self, name: str) -> dict:
+        return self.inventory_data()["_meta"]["hostvars"].get(name, {})
+
+    def nodes(self, role: str) -> list[Node]:
+        hosts = self.group_hosts(self.groups[role])
+        if not hosts:
+            raise TargetError(f"{self.name}: group {self.groups[role]} has no hosts")
+        nodes = []
+        for name in hosts:
+            node = Node(
+                name=name,
+                role=role,
+                backend=f"ansible://{name}?ansible_inventory={self.inventory}",
+                address=self.hostvars(name).get("rtdash_internal_address", ""),
+            )
+            service = node.host.service(self.units[role])
+            node.running = service.is_running
+            node.state = "running" if node.running else f"{self.units[role]} not running"
+            nodes.append(node)
+        return nodes
+
+    def processes(self, node: Node) -> list[tuple[str, str, str]]:
+        """(user, pid, command) of every process systemd counts in the role's unit."""
+        unit = self.units[node.role]
+        rows = node.host.check_output("ps -eo unit:40=,euser:32=,pid=,comm=").splitlines()
+        split = (line.split(None, 3) for line in rows if line.strip())
+        return [(user, pid, comm) for u, user, pid, comm in split if u == unit]
+
+    def origin(self) -> tuple[str, int]:
+        if self._origin:
+            host, _, port = self._origin.rpartition(":")
+            return host, int(port)
+        name = self.group_hosts("nginx")[0]
+        hostvars = self.hostvars(name)
+        address = hostvars.get("ansible_host") or hostvars.get("rtdash_internal_address") or name
+        return address, int(hostvars.get("nginx_http_port", 8080))
+
+    @contextlib.contextmanager
+    def node_stream_endpoint(self, node: Node) -> Iterator[tuple[str, int]]:
+        """Only the nginx hosts may reach a node's stream port: an SSH forward through one
+        (the inventory's user, port and key), closed afterwards."""
+        nginx = self.group_hosts("nginx")[0]
+        hostvars = self.hostvars(nginx)
+        if hostvars.get("ansible_connection", "ssh") not in ("ssh", "smart", "paramiko_ssh"):
+            raise AssertionError(
+                f"{nginx}: reaching {node.name}:{STREAM_PORT} needs an SSH connection to the "
+                f"nginx host, the inventory connects with {hostvars.get('ansible_connection')}"
+            )
+        with ssh_forward(hostvars, nginx, node.address or node.name, STREAM_PORT) as port:
+            yield "127.0.0.1", port
+
+
+def ssh_command(hostvars: dict, name: str) -> list[str]:
+    cmd = ["ssh", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes"]
+    if hostvars.get("ansible_port"):
+        cmd += ["-p", str(hostvars["ansible_port"])]
+    key = hostvars.get("ansible_ssh_private_key_file") or os.environ.get("ANSIBLE_PRIVATE_KEY_FILE")
+    if key:
+        cmd += ["-i", str(key)]
+    extra = hostvars.get("ansible_ssh_common_args") or os.environ.get("ANSIBLE_SSH_COMMON_ARGS")
+    if extra:
+        cmd += shlex.split(extra)
+    user = hostvars.get("ansible_user") or os.environ.get("ANSIBLE_REMOTE_USER")
+    address = hostvars.get("ansible_host", name)
+    return [*cmd, f"{user}@{address}" if user else address]
+
+
+def free_local_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_listening(port: int, process: subprocess.Popen, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited {process.returncode}: {process.stderr.read()}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: 127.0.0.1:{port} not listening after {timeout}s")
+
+
+@contextlib.contextmanager
+def ssh_forward(hostvars: dict, name: str, address: str, port: int) -> Iterator[int]:
+    local = free_local_port()
+    cmd = ssh_command(hostvars, name)
+    cmd[1:1] = ["-N", "-L", f"127.0.0.1:{local}:{address}:{port}"]
+    process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_listening(local, process, f"ssh forward through {name} to {address}:{port}")
+        yield local
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+# -- Kubernetes ----------------------------------------------------------------------------
+
+
+class KubernetesTarget(Target):
+    """The pods of a namespace in kubectl's current context (testinfra's kubectl backend),
+    selected by app.kubernetes.io/name; the origin and each Pushpin pod through port-forwards
+    opened and closed here (or the origin as given, e.g. the Ingress's address)."""
+
+    kind = "k8s"
+    users = {"app": 10001, "ticker": 10001, "pushpin": 10002, "nginx": 10003}
+    listeners = {
+        "app": {"0.0.0.0:8000", "0.0.0.0:9808"},
+        "ticker": {"0.0.0.0:9809"},
+        "pushpin": {"0.0.0.0:7999", "ADDR:5561", "ADDR:9810"}
+        | {"127.0.0.1:5560", "127.0.0.1:5562", "127.0.0.1:5563"},
+        "nginx": {"0.0.0.0:8080", "[::]:8080", "0.0.0.0:9113"},
+    }
+    config_files = [
+        ConfigFile("pushpin", "/etc/pushpin/pushpin.conf", "pushpin/pushpin.conf"),
+        ConfigFile("pushpin", "/etc/pushpin/routes", "pushpin/routes"),
+        ConfigFile("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/status.conf", "nginx/status.conf"),
+        ConfigFile("nginx", "/etc/nginx/kit/upstreams.conf", "nginx/upstreams/kubernetes.conf"),
+    ]
+
+    def __init__(self, namespace: str, kubectl: str = "kubectl", origin: str = ""):
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
+            raise TargetError(f"K8S_NAMESPACE={namespace!r} is not a namespace name")
+        self.namespace, self.kubectl = namespace, kubectl
+        self.name = f"Kubernetes namespace {namespace}"
+        self._origin = origin
+        self._forward: tuple[subprocess.Popen, int] | None = None
+
+    def _pods(self, role: str) -> list[dict]:
+        result = subprocess.run(
+            [self.kubectl, "-n", self.namespace, "get", "pods", "-o", "json",
+             "-l", f"app.kubernetes.io/name={role}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise TargetError(f"kubectl get pods -n {self.namespace}: {result.stderr.strip()}")
+        return json.loads(result.stdout)["items"]
+
+    def nodes(self, role: str) -> list[Node]:
+        nodes = []
+        for pod in self._pods(role):
+            name, phase = pod["metadata"]["name"], pod["status"].get("phase", "?")
+            nodes.append(
+                Node(
+                    name=name,
+                    role=role,
+                    backend=f"kubectl://{name}?container={role}&namespace={self.namespace}",
+                    running=phase == "Running",
+                    state=phase,
+                    address=pod["status"].get("podIP", ""),
+                )
+            )
+        return sorted(nodes, key=lambda n: n.name)
+
+    def port_forward(self, resource: str, port: int) -> tuple[subprocess.Popen, int]:
+        local = free_local_port()
+        process = subprocess.Popen(
+            [self.kubectl, "-n", self.namespace, "port-forward", "--address", "127.0.0.1",
+             resource, f"{local}:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_listening(local, process, f"kubectl port-forward {resource} {port}")
+        return process, local
+
+    def origin(self) -> tuple[str, int]:
+        if self._origin:
+            host, _, port = self._origin.rpartition(":")
+            return host, int(port)
+        if self._forward is None:
+            self._forward = self.port_forward("service/nginx", 8080)
+        return "127.0.0.1", self._forward[1]
+
+    def close(self) -> None:
+        if self._forward is not None:
+            self._forward[0].terminate()
+            self._forward[0].wait(10)
+            self._forward = None
+
+    @contextlib.contextmanager
+    def node_stream_endpoint(self, node: Node) -> Iterator[tuple[str, int]]:
+        process, local = self.port_forward(f"pod/{node.name}", STREAM_PORT)
+        try:
+            yield "127.0.0.1", local
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+# -- choosing one ----------------------------------------------------------------------------
+
+
+def parse_target(
+    project: str = "",
+    inventory: str = "",
+    namespace: str = "",
+    ansible_args: str = "",
+    origin: str = "",
+    kubectl: str = "kubectl",
+) -> Target:
+    """The one target make verify's variables name: INVENTORY, K8S_NAMESPACE, else PROJECT."""
+    if inventory and namespace:
+        raise TargetError("set INVENTORY or K8S_NAMESPACE, not both")
+    if ansible_args and not inventory:
+        raise TargetError("ANSIBLE_ARGS is for an Ansible inventory: set INVENTORY too")
+    if inventory:
+        return AnsibleTarget(inventory, ansible_args, origin=origin)
+    if namespace:
+        return KubernetesTarget(namespace, kubectl=kubectl, origin=origin)
+    if origin:
+        raise TargetError("ORIGIN is for INVENTORY or K8S_NAMESPACE; compose publishes its own")
+    return ComposeTarget(project or "rtdash")
