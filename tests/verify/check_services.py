@@ -8,9 +8,8 @@ from __future__ import annotations
 import hashlib
 import socket
 
-from verify.targets import APP_PORT, CONTROL_PORTS, METRICS_PORTS, ROLES, STREAM_PORT
-
 from support.stack import REPO
+from verify.targets import APP_PORT, CONTROL_PORTS, METRICS_PORTS, ROLES, STREAM_PORT
 
 # One HTTP request from a host: "<status> <curl exit>" ("000 7": refused, "000 28": no answer).
 # python3 where the host has no curl (every Ansible-managed host has python3).

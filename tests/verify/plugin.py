@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 
 import pytest
+
 from verify.targets import Target, TargetError, parse_target
 
 
@@ -84,31 +85,24 @@ class _Session:
     def __init__(self, config):
         self.config = config
         self.results = Results()
-        self.target: Target | None = None
+        self.chosen: Target | None = None
         try:
-            self.target = _target(config)
+            self.chosen = _target(config)
         except TargetError as exc:
             raise pytest.UsageError(f"make verify: {exc}") from exc
 
-    @pytest.fixture(scope="session")
-    def target(self):
-        yield self.target
-        close = getattr(self.target, "close", None)
-        if close:
-            close()
-
-    @pytest.fixture
-    def check(self, request):
-        """Rows of the current check, named by the test's docstring's first line."""
-        doc = (request.function.__doc__ or request.function.__name__).strip().splitlines()[0]
-        return Check(self.results, request, doc.rstrip("."))
+    def pytest_sessionstart(self, session):
+        try:
+            self.chosen.preflight()
+        except TargetError as exc:
+            pytest.exit(f"make verify: {exc}", returncode=2)
 
     def pytest_terminal_summary(self, terminalreporter):
         rows = self.results.rows
-        if not rows or self.target is None:
+        if not rows or self.chosen is None:
             return
         write = terminalreporter.write_line
-        terminalreporter.section(f"verify: {self.target.name}")
+        terminalreporter.section(f"verify: {self.chosen.name}")
         widths = [
             max(len(h), *(len(v) for v in values))
             for h, values in (
@@ -124,3 +118,22 @@ class _Session:
             write(line.format(r.check, r.where, "ok" if r.ok else "FAIL", figure))
         failed = sum(not r.ok for r in rows)
         write(f"{len(rows) - failed} of {len(rows)} rows ok, {failed} failed")
+
+
+def _session(config) -> _Session:
+    return config.pluginmanager.get_plugin("verify-session")
+
+
+@pytest.fixture(scope="session")
+def target(request):
+    """The deployment checked (verify.targets), closed (port-forwards) at the end."""
+    chosen = _session(request.config).chosen
+    yield chosen
+    chosen.close()
+
+
+@pytest.fixture
+def check(request):
+    """Rows of the current check, named by the first line of the test's docstring."""
+    doc = (request.function.__doc__ or request.function.__name__).strip().splitlines()[0]
+    return Check(_session(request.config).results, request, doc.rstrip("."))

@@ -77,6 +77,12 @@ class Target:
     def nodes(self, role: str) -> list[Node]:
         raise NotImplementedError
 
+    def preflight(self) -> None:
+        """Raise TargetError when the target cannot be looked at at all (before any check)."""
+
+    def close(self) -> None:
+        """Release what reaching the target took (port-forwards)."""
+
     def origin(self) -> tuple[str, int]:
         """The public origin (host, port) as this machine reaches it."""
         raise NotImplementedError
@@ -213,6 +219,9 @@ class ComposeTarget(Target):
 
     def nodes(self, role: str) -> list[Node]:
         return self._load()[role]
+
+    def preflight(self) -> None:
+        self._load()
 
     def network_address(self, node: Node, network: str) -> str:
         networks = self._containers[node.name]["NetworkSettings"]["Networks"]
@@ -368,6 +377,9 @@ class AnsibleTarget(Target):
             self._inventory = json.loads(result.stdout)
             os.environ.update(self.env)  # for the testinfra backend's own ansible calls
         return self._inventory
+
+    def preflight(self) -> None:
+        self.inventory_data()
 
     def group_hosts(self, group: str) -> list[str]:
         data = self.inventory_data()
@@ -533,6 +545,10 @@ class KubernetesTarget(Target):
                 )
             )
         return sorted(nodes, key=lambda n: n.name)
+
+    def preflight(self) -> None:
+        if not self._pods("app") and not self._pods("pushpin"):
+            raise TargetError(f"{self.name}: no app or pushpin pods (kubectl's current context)")
 
     def port_forward(self, resource: str, port: int) -> tuple[subprocess.Popen, int]:
         local = free_local_port()
