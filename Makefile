@@ -12,6 +12,8 @@ PYTEST_ARGS ?=
 # always names its environment. ANSIBLE_ARGS: e.g. --check --diff, --ask-vault-pass.
 INVENTORY ?=
 ANSIBLE_ARGS ?=
+# (verify reads ANSIBLE_ARGS from the environment: any quoting in it reaches it as written.)
+export ANSIBLE_ARGS
 # `make verify`: the deployment checked, one of PROJECT (compose, the default), INVENTORY or
 # K8S_NAMESPACE; ORIGIN (host:port) where the public origin is not the one the target finds.
 K8S_NAMESPACE ?=
@@ -117,7 +119,7 @@ test: venv ## Run every test (starts real stacks, hosts and a browser)
 # on probe-* channels only; no cache directory left behind. PYTEST_ARGS: e.g. --junitxml=FILE.
 verify: venv ## Check a live deployment end to end: PROJECT=<compose project>, INVENTORY=<env> [ANSIBLE_ARGS=...] or K8S_NAMESPACE=<ns>
 	@PYTHONPATH=tests $(BIN)/pytest -p verify.plugin -p no:cacheprovider -o python_files='check_*.py' \
-	  -q --project='$(PROJECT)' --inventory='$(INVENTORY)' --ansible-args='$(ANSIBLE_ARGS)' \
+	  -q --project='$(PROJECT)' --inventory='$(INVENTORY)' \
 	  --namespace='$(K8S_NAMESPACE)' --origin='$(ORIGIN)' --kubectl='$(KUBECTL)' \
 	  tests/verify $(PYTEST_ARGS)
 

@@ -106,6 +106,11 @@ def test_every_config_file_a_target_compares_is_in_the_repository():
     [
         (["INVENTORY=no-such-env"], "make verify: INVENTORY=no-such-env: no such inventory"),
         (["INVENTORY=test", "K8S_NAMESPACE=rtdash"], "set INVENTORY or K8S_NAMESPACE, not both"),
+        # ANSIBLE_ARGS reaches the suite as written, quotes and all.
+        (
+            ["INVENTORY=test", "ANSIBLE_ARGS=--ssh-common-args '-o A=b' -u 'x y' --ask-vault-pass"],
+            "verify cannot prompt for the vault password",
+        ),
     ],
 )
 def test_make_verify_stops_on_a_target_it_cannot_use(args, message):
