@@ -62,6 +62,31 @@ class ConfigFile:
     source: str  # the repository file it must equal
 
 
+def _files(role: str, directory: str, names: list[str], source_dir: str) -> list[ConfigFile]:
+    return [ConfigFile(role, f"{directory}/{n}", f"{source_dir}/{n}") for n in names]
+
+
+# What every path installs as it is; each adds its own (scripts, its upstreams file).
+PUSHPIN_CONFIG = _files("pushpin", "/etc/pushpin", ["pushpin.conf", "routes"], "pushpin")
+PUSHPIN_KIT_DIR = "/usr/local/lib/pushpin-kit"
+NGINX_CONFIG = [
+    ConfigFile("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
+    *_files(
+        "nginx",
+        "/etc/nginx/kit",
+        ["limits.conf", "origin.conf", "site.conf", "status.conf"],
+        "nginx",
+    ),
+]
+# The images' users (compose and Kubernetes run the same images).
+IMAGE_USERS = {"app": 10001, "ticker": 10001, "pushpin": 10002, "nginx": 10003}
+# Pushpin's listeners ("ADDR": the node's internal address): streams on every address, publish
+# and metrics on the internal one, its other control ports on loopback.
+PUSHPIN_LISTENERS = {"0.0.0.0:7999", "ADDR:5561", "ADDR:9810"} | {
+    f"127.0.0.1:{port}" for port in (5560, 5562, 5563)
+}
+
+
 class Target:
     kind = ""
     # role -> the uid (int) or user name (str) its processes must all run as.
@@ -152,23 +177,17 @@ class ComposeTarget(Target):
     `docker exec`, its origin on the published nginx port."""
 
     kind = "compose"
-    users = {"app": 10001, "ticker": 10001, "pushpin": 10002, "nginx": 10003}
+    users = IMAGE_USERS
     listeners = {
         "app": {"0.0.0.0:8000", "ADDR:9808"},
         "ticker": {"ADDR:9809"},
-        "pushpin": {"0.0.0.0:7999", "ADDR:5561", "ADDR:9810"}
-        | {"127.0.0.1:5560", "127.0.0.1:5562", "127.0.0.1:5563"},
+        "pushpin": PUSHPIN_LISTENERS,
         "nginx": {"0.0.0.0:8080", "[::]:8080"},
     }
     config_files = [
-        ConfigFile("pushpin", "/etc/pushpin/pushpin.conf", "pushpin/pushpin.conf"),
-        ConfigFile("pushpin", "/etc/pushpin/routes", "pushpin/routes"),
-        ConfigFile("pushpin", "/usr/local/lib/pushpin-kit/run-pushpin", "pushpin/run-pushpin"),
-        ConfigFile("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/status.conf", "nginx/status.conf"),
+        *PUSHPIN_CONFIG,
+        *_files("pushpin", PUSHPIN_KIT_DIR, ["run-pushpin"], "pushpin"),
+        *NGINX_CONFIG,
         ConfigFile("nginx", "/etc/nginx/kit/upstreams.conf", "nginx/upstreams/compose.conf"),
     ]
 
@@ -336,21 +355,15 @@ class AnsibleTarget(Target):
     }
     listeners = {
         "app": {"ADDR:8000", "ADDR:9808", "ADDR:9809"},
-        "pushpin": {"0.0.0.0:7999", "ADDR:5561", "ADDR:9810"}
-        | {"127.0.0.1:5560", "127.0.0.1:5562", "127.0.0.1:5563"},
+        "pushpin": PUSHPIN_LISTENERS,
         "nginx": {"0.0.0.0:8080", "[::]:8080", "ADDR:9113"},
     }
     config_files = [
-        ConfigFile("pushpin", "/etc/pushpin/pushpin.conf", "pushpin/pushpin.conf"),
-        ConfigFile("pushpin", "/etc/pushpin/routes", "pushpin/routes"),
-        ConfigFile("pushpin", "/usr/local/lib/pushpin-kit/run-pushpin", "pushpin/run-pushpin"),
-        ConfigFile("pushpin", "/usr/local/lib/pushpin-kit/render-config", "pushpin/render-config"),
-        ConfigFile("pushpin", "/usr/local/lib/pushpin-kit/healthcheck", "pushpin/healthcheck"),
-        ConfigFile("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/status.conf", "nginx/status.conf"),
+        *PUSHPIN_CONFIG,
+        *_files(
+            "pushpin", PUSHPIN_KIT_DIR, ["run-pushpin", "render-config", "healthcheck"], "pushpin"
+        ),
+        *NGINX_CONFIG,
     ]
     manage = "rtdash-manage"
     # The group each role's hosts are in (the ticker runs on the app hosts).
@@ -458,6 +471,16 @@ def free_local_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop(process: subprocess.Popen) -> None:
+    """End a forward this suite started (by its own handle), and reap it."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def wait_listening(port: int, process: subprocess.Popen, what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -480,8 +503,7 @@ def ssh_forward(hostvars: dict, name: str, address: str, port: int) -> Iterator[
         wait_listening(local, process, f"ssh forward through {name} to {address}:{port}")
         yield local
     finally:
-        process.terminate()
-        process.wait(10)
+        stop(process)
 
 
 # -- Kubernetes ----------------------------------------------------------------------------
@@ -493,22 +515,16 @@ class KubernetesTarget(Target):
     opened and closed here (or the origin as given, e.g. the Ingress's address)."""
 
     kind = "k8s"
-    users = {"app": 10001, "ticker": 10001, "pushpin": 10002, "nginx": 10003}
+    users = IMAGE_USERS
     listeners = {
         "app": {"0.0.0.0:8000", "0.0.0.0:9808"},
         "ticker": {"0.0.0.0:9809"},
-        "pushpin": {"0.0.0.0:7999", "ADDR:5561", "ADDR:9810"}
-        | {"127.0.0.1:5560", "127.0.0.1:5562", "127.0.0.1:5563"},
+        "pushpin": PUSHPIN_LISTENERS,
         "nginx": {"0.0.0.0:8080", "[::]:8080", "0.0.0.0:9113"},
     }
     config_files = [
-        ConfigFile("pushpin", "/etc/pushpin/pushpin.conf", "pushpin/pushpin.conf"),
-        ConfigFile("pushpin", "/etc/pushpin/routes", "pushpin/routes"),
-        ConfigFile("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
-        ConfigFile("nginx", "/etc/nginx/kit/status.conf", "nginx/status.conf"),
+        *PUSHPIN_CONFIG,
+        *NGINX_CONFIG,
         ConfigFile("nginx", "/etc/nginx/kit/upstreams.conf", "nginx/upstreams/kubernetes.conf"),
     ]
 
@@ -570,8 +586,7 @@ class KubernetesTarget(Target):
 
     def close(self) -> None:
         if self._forward is not None:
-            self._forward[0].terminate()
-            self._forward[0].wait(10)
+            stop(self._forward[0])
             self._forward = None
 
     @contextlib.contextmanager
@@ -580,8 +595,7 @@ class KubernetesTarget(Target):
         try:
             yield "127.0.0.1", local
         finally:
-            process.terminate()
-            process.wait(10)
+            stop(process)
 
 
 # -- choosing one ----------------------------------------------------------------------------
