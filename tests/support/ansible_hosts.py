@@ -20,6 +20,7 @@ from pathlib import Path
 
 import docker
 
+from support.relay import RELAY_SCRIPT as _RELAY
 from support.stack import REPO
 
 # ansible-playbook, ansible-inventory: from the virtualenv running the tests.
@@ -48,41 +49,6 @@ except ConnectionRefusedError:
     print("refused")
 except TimeoutError:
     print("no answer")
-"""
-
-# TCP relays (run on a host): each LOCAL:ADDRESS:PORT argument listens on LISTEN:LOCAL and
-# forwards every connection to ADDRESS:PORT, from that host.
-_RELAY = """
-import asyncio, sys
-
-async def pipe(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.close()
-
-def forward(address, port):
-    async def handle(reader, writer):
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(address, port)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-    return handle
-
-async def main(listen, routes):
-    servers = []
-    for route in routes:
-        local, address, port = route.split(":")
-        servers.append(await asyncio.start_server(forward(address, int(port)), listen, int(local)))
-    await asyncio.gather(*(server.serve_forever() for server in servers))
-
-asyncio.run(main(sys.argv[1], sys.argv[2:]))
 """
 
 

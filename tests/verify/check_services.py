@@ -6,10 +6,9 @@ on internal addresses only."""
 from __future__ import annotations
 
 import hashlib
-import socket
 
 from support.stack import REPO
-from verify.targets import APP_PORT, CONTROL_PORTS, METRICS_PORTS, ROLES, STREAM_PORT
+from verify.targets import APP_PORT, CONTROL_PORTS, METRICS_PORTS, ROLES, STREAM_PORT, connects
 
 # One HTTP request from a host: "<status> <curl exit>" ("000 7": refused, "000 28": no answer).
 # python3 where the host has no curl (every Ansible-managed host has python3).
@@ -39,12 +38,6 @@ def http_probe(node, url: str) -> tuple[str, str]:
     """(HTTP status, curl exit status) of GET url, from `node`."""
     out = node.host.run(HTTP_PROBE.format(url=url)).stdout.split()
     return (out[0], out[1]) if len(out) == 2 else ("000", f"? {out}")
-
-
-def connects(host: str, port: int, timeout: float = 2) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(timeout)
-        return sock.connect_ex((host, port)) == 0
 
 
 def test_every_service_runs(target, check):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import testinfra
 
+from support.relay import RELAY_SCRIPT
 from support.stack import REPO
 
 INVENTORIES = REPO / "ansible" / "inventories"
@@ -438,16 +439,57 @@ class AnsibleTarget(Target):
     @contextlib.contextmanager
     def node_stream_endpoint(self, node: Node) -> Iterator[tuple[str, int]]:
         """Only the nginx hosts may reach a node's stream port: an SSH forward through one
-        (the inventory's user, port and key), closed afterwards."""
-        nginx = self.group_hosts("nginx")[0]
-        hostvars = self.hostvars(nginx)
-        if hostvars.get("ansible_connection", "ssh") not in ("ssh", "smart", "paramiko_ssh"):
-            raise AssertionError(
-                f"{nginx}: reaching {node.name}:{STREAM_PORT} needs an SSH connection to the "
-                f"nginx host, the inventory connects with {hostvars.get('ansible_connection')}"
-            )
-        with ssh_forward(hostvars, nginx, node.address or node.name, STREAM_PORT) as port:
-            yield "127.0.0.1", port
+        (the inventory's user, port and key), or, where the inventory does not connect over
+        SSH (the test hosts: `docker exec`), a relay on it (a transient unit with a bounded
+        lifetime); either is closed afterwards."""
+        name = self.group_hosts("nginx")[0]
+        hostvars = self.hostvars(name)
+        address = node.address or node.name
+        if hostvars.get("ansible_connection", "ssh") in ("ssh", "smart", "paramiko_ssh"):
+            with ssh_forward(hostvars, name, address, STREAM_PORT) as port:
+                yield "127.0.0.1", port
+            return
+        nginx = Node(name, "nginx", f"ansible://{name}?ansible_inventory={self.inventory}")
+        listen = hostvars.get("rtdash_internal_address") or hostvars.get("ansible_host", name)
+        with relay(nginx, listen, address, STREAM_PORT) as port:
+            yield listen, port
+
+
+# A relay lives at most this long (seconds), whatever happens to the run that started it.
+RELAY_LIFETIME = 600
+
+
+@contextlib.contextmanager
+def relay(via: Node, listen: str, address: str, port: int) -> Iterator[int]:
+    """A TCP relay on `via` (systemd-run, python3) from listen:<a free port> to address:port."""
+    used = {line.split()[3].rsplit(":", 1)[-1] for line in via.host.check_output(
+        "ss -ltnH").splitlines() if line.strip()}  # fmt: skip
+    local = next(p for p in range(17500, 17600) if str(p) not in used)
+    unit = f"rtdash-verify-relay-{local}"
+    script = shlex.quote(RELAY_SCRIPT)
+    started = via.host.run(
+        f"systemd-run --unit={unit} --collect --quiet --service-type=exec "
+        f"-p RuntimeMaxSec={RELAY_LIFETIME} python3 -c {script} {listen} {local}:{address}:{port}"
+    )
+    if started.rc != 0:
+        raise AssertionError(f"{via.name}: the relay to {address}:{port} did not start: "
+                             f"{started.stderr.strip()}")  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not connects(listen, local, timeout=1):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{via.name}: relay {listen}:{local} not listening in 10 s")
+            time.sleep(0.2)
+        yield local
+    finally:
+        via.host.run(f"systemctl stop {unit}")
+
+
+def connects(host: str, port: int, timeout: float = 2) -> bool:
+    """Whether this machine's TCP connection to host:port is accepted."""
+    with socket.socket() as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((host, port)) == 0
 
 
 def ssh_command(hostvars: dict, name: str) -> list[str]:
@@ -486,9 +528,8 @@ def wait_listening(port: int, process: subprocess.Popen, what: str, timeout: flo
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"{what} exited {process.returncode}: {process.stderr.read()}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if connects("127.0.0.1", port, timeout=1):
+            return
         time.sleep(0.2)
     raise AssertionError(f"{what}: 127.0.0.1:{port} not listening after {timeout}s")
 
