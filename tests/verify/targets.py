@@ -13,6 +13,7 @@ import re
 import shlex
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -329,6 +330,15 @@ def ansible_options(args: str) -> dict[str, str]:
     return env
 
 
+def ansible_tool(name: str) -> str:
+    """An Ansible command from the virtualenv running the suite, else from PATH (testinfra's
+    ansible backend calls them by name: the virtualenv's bin/ goes on PATH too)."""
+    here = Path(sys.executable).parent
+    if (here / name).exists() and str(here) not in os.environ.get("PATH", "").split(":"):
+        os.environ["PATH"] = f"{here}:{os.environ.get('PATH', '')}"
+    return str(here / name) if (here / name).exists() else name
+
+
 def inventory_path(inventory: str) -> Path:
     """INVENTORY as `make deploy` takes it: an environment under ansible/inventories, or a path."""
     candidate = INVENTORIES / inventory
@@ -380,7 +390,7 @@ class AnsibleTarget(Target):
     def inventory_data(self) -> dict:
         if self._inventory is None:
             result = subprocess.run(
-                ["ansible-inventory", "-i", str(self.inventory), "--list"],
+                [ansible_tool("ansible-inventory"), "-i", str(self.inventory), "--list"],
                 capture_output=True,
                 text=True,
                 timeout=120,
