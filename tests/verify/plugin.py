@@ -28,6 +28,8 @@ class Results:
         self.rows: list[Row] = []
 
     def add(self, check: str, where: str, ok: bool, figure: str = "", detail: str = "") -> Row:
+        # One line per row, whatever a host printed.
+        figure, detail = (" | ".join(t.split("\n")) for t in (figure, detail))
         row = Row(check, where, bool(ok), figure, detail)
         self.rows.append(row)
         return row
