@@ -118,7 +118,7 @@ test: venv ## Run every test (starts real stacks, hosts and a browser)
 # The suite tests/verify/check_*.py (README "Verify a deployment"): changes nothing, publishes
 # on probe-* channels only; no cache directory left behind. PYTEST_ARGS: e.g. --junitxml=FILE.
 verify: venv ## Check a live deployment end to end: PROJECT=<compose project>, INVENTORY=<env> [ANSIBLE_ARGS=...] or K8S_NAMESPACE=<ns>
-	@PYTHONPATH=tests $(BIN)/pytest -p verify.plugin -p no:cacheprovider -o python_files='check_*.py' \
+	@PYTHONPATH=tests PYTHONDONTWRITEBYTECODE=1 $(BIN)/pytest -p verify.plugin -p no:cacheprovider -o python_files='check_*.py' \
 	  -q --project='$(PROJECT)' --inventory='$(INVENTORY)' \
 	  --namespace='$(K8S_NAMESPACE)' --origin='$(ORIGIN)' --kubectl='$(KUBECTL)' \
 	  tests/verify $(PYTEST_ARGS)
