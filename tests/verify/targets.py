@@ -22,7 +22,7 @@ from pathlib import Path
 import testinfra
 
 from support.relay import RELAY_SCRIPT
-from support.stack import REPO
+from support.stack import REPO, free_port
 
 INVENTORIES = REPO / "ansible" / "inventories"
 # The services every deployment has, in the order the table lists them.
@@ -517,12 +517,6 @@ def ssh_command(hostvars: dict, name: str) -> list[str]:
     return [*cmd, f"{user}@{address}" if user else address]
 
 
-def free_local_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def stop(process: subprocess.Popen) -> None:
     """End a forward this suite started (by its own handle), and reap it."""
     process.terminate()
@@ -546,7 +540,7 @@ def wait_listening(port: int, process: subprocess.Popen, what: str, timeout: flo
 
 @contextlib.contextmanager
 def ssh_forward(hostvars: dict, name: str, address: str, port: int) -> Iterator[int]:
-    local = free_local_port()
+    local = free_port()
     cmd = ssh_command(hostvars, name)
     cmd[1:1] = ["-N", "-L", f"127.0.0.1:{local}:{address}:{port}"]
     process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
@@ -618,7 +612,7 @@ class KubernetesTarget(Target):
             raise TargetError(f"{self.name}: no app or pushpin pods (kubectl's current context)")
 
     def port_forward(self, resource: str, port: int) -> tuple[subprocess.Popen, int]:
-        local = free_local_port()
+        local = free_port()
         process = subprocess.Popen(
             [self.kubectl, "-n", self.namespace, "port-forward", "--address", "127.0.0.1",
              resource, f"{local}:{port}"],
