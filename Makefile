@@ -103,7 +103,8 @@ settings: venv ## Render the app's settings (app/realtime/src/realtime/conf.py) 
 test-fast: venv ## Unit tests of the app, the real-time package and the config renderers (no Docker, under a minute)
 	@$(BIN)/python app/render-settings --check
 	@cd app/realtime && $(BIN)/pytest -q -n 2
-	@$(BIN)/pytest -q -n 2 -m "not slow and not docker" tests/app tests/config tests/k8s $(PYTEST_ARGS)
+	@$(BIN)/pytest -q -n 2 -m "not slow and not docker" tests/app tests/config tests/k8s \
+		tests/ansible/test_preflight.py tests/ansible/test_argument_specs.py $(PYTEST_ARGS)
 
 test: venv ## Run every test (starts real stacks, hosts and a browser)
 	@compose/prepare-host.sh --with-browser
