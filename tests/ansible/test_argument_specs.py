@@ -19,7 +19,7 @@ from support.ansible_hosts import ANSIBLE_BIN, ANSIBLE_DIR, clean_env
 CASES = [
     ("nginx", {"nginx_limit_nofile": "lots"}, "nginx_limit_nofile"),
     ("nginx", {"nginx_exporter_enabled": "perhaps"}, "nginx_exporter_enabled"),
-    ("monitoring", {"monitoring_port": "ninety"}, "monitoring_port"),
+    ("monitoring", {"monitoring_start_timeout": "soon"}, "monitoring_start_timeout"),
     ("monitoring", {}, "monitoring_targets"),  # required, no default
     (
         "port_allowlist",
