@@ -109,7 +109,8 @@ settings: venv ## Render the app's settings (app/realtime/src/realtime/conf.py) 
 test-fast: venv ## Unit tests of the app, the real-time package and the config renderers (no Docker, under a minute)
 	@$(BIN)/python app/render-settings --check
 	@cd app/realtime && $(BIN)/pytest -q -n 2
-	@$(BIN)/pytest -q -n 2 -m "not slow and not docker" tests/app tests/config tests/k8s tests/verify $(PYTEST_ARGS)
+	@$(BIN)/pytest -q -n 2 -m "not slow and not docker" tests/app tests/config tests/k8s \
+		tests/ansible/test_preflight.py tests/ansible/test_argument_specs.py tests/verify $(PYTEST_ARGS)
 
 test: venv ## Run every test (starts real stacks, hosts and a browser)
 	@compose/prepare-host.sh --with-browser
@@ -160,8 +161,8 @@ deploy-k8s: ## Apply a Kubernetes overlay to kubectl's current context (OVERLAY=
 monitoring-k8s: venv ## Regenerate k8s/components/monitoring/prometheusrule.yaml from monitoring/rules.yml
 	@$(BIN)/python monitoring/render-prometheusrule > k8s/components/monitoring/prometheusrule.yaml
 
-bench: venv prepare ## Benchmark at scale, side by side (about 15 min; results in tests/bench/results)
+bench: venv prepare ## Benchmark at scale, side by side (about 20 min; results in tests/bench/results)
 	@cd tests && $(BIN)/python -m bench.run
 
-bench-quick: venv prepare ## Benchmark, small sizes (about 2 min)
+bench-quick: venv prepare ## Benchmark, small sizes (about 3 min)
 	@cd tests && $(BIN)/python -m bench.run --quick

@@ -373,6 +373,7 @@ SHARED_FILES = [
     ("pushpin", "/usr/local/lib/pushpin-kit/run-pushpin", "pushpin/run-pushpin"),
     ("pushpin", "/usr/local/lib/pushpin-kit/render-config", "pushpin/render-config"),
     ("pushpin", "/usr/local/lib/pushpin-kit/healthcheck", "pushpin/healthcheck"),
+    ("pushpin", "/usr/local/lib/pushpin-kit/sig-key-rules", "pushpin/sig-key-rules"),
     ("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
     ("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
     ("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),

@@ -300,5 +300,6 @@ def write(run: dict, results: Path) -> Path:
     (folder / "report.md").write_text(
         text + "\n" + "\n".join(f"![{i}]({i})" for i in images) + "\n"
     )
-    (results / "summary.md").write_text(text + "\n")
+    if run["mode"] == "full":  # the README's figures come from a full run only
+        (results / "summary.md").write_text(text + "\n")
     return folder

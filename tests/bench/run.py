@@ -18,6 +18,17 @@ from bench import report, scenarios
 from bench.targets import BENCH, BenchStack
 
 MODES = {
+    # `make test`'s check that the benchmark runs and reports (tests/bench/test_smoke.py).
+    "smoke": {
+        "capacity": {"streams": 60, "connect_rate": 200, "hold_s": 2},
+        "new_streams": {"count": 40, "rate": 200},
+        "storm": {"viewers": 40, "rate": 4, "seconds": 6},
+        "fanout_sizes": [20],
+        "fanout_events": 2,
+        "fanout_rate": 4,
+        "throughput": {"subscribers": [10], "rates": [20], "seconds": 1},
+        "processes": 1,
+    },
     "quick": {
         "capacity": {"streams": 1000, "connect_rate": 300, "hold_s": 5},
         "new_streams": {"count": 500, "rate": 1000},
@@ -45,10 +56,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
+    parser.add_argument("--quick", action="store_true", help="small sizes, about 3 minutes")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: does it run and report")
     parser.add_argument("--keep", action="store_true", help="leave the benchmark stack running")
+    parser.add_argument("--results", type=Path, default=BENCH / "results", help="where to write")
     args = parser.parse_args(argv)
-    mode = "quick" if args.quick else "full"
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = MODES[mode]
     started = time.monotonic()
     run = {
@@ -101,9 +114,9 @@ def main(argv=None) -> int:
             if not args.keep:
                 stack.down()
     run["duration_s"] = round(time.monotonic() - started)
-    folder = report.write(run, BENCH / "results")
+    folder = report.write(run, args.results)
     print(report.markdown(run))
-    print(f"==> bench: {run['duration_s']} s; results in {folder.relative_to(BENCH.parents[1])}")
+    print(f"==> bench: {run['duration_s']} s; results in {folder}")
     return 0
 
 

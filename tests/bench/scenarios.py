@@ -182,14 +182,15 @@ def capacity(
         while True:
             report = pool.report()
             timeline.append((round(time.monotonic() - started, 1), held_now(report)))
-            if report["opened"] >= streams or time.monotonic() - started > streams / 50:
+            # Bounded: a ramp slower than 50 streams/s (after a minute's grace) is reported as is.
+            if report["opened"] >= streams or time.monotonic() - started > streams / 50 + 60:
                 break
             time.sleep(1)
         ramp_s = time.monotonic() - started
         ramp = report
         hold_started = time.time()
-        while time.monotonic() - started < ramp_s + hold_s:
-            time.sleep(10)
+        while (left := ramp_s + hold_s - (time.monotonic() - started)) > 0:
+            time.sleep(min(10, left))
             report = pool.report()
             timeline.append((round(time.monotonic() - started, 1), held_now(report)))
         hold_ended = time.time()
@@ -299,12 +300,21 @@ def storm(
         pool.open(viewers, rate=500, retry=True, resume=True)
         opened = pool.wait_open(viewers, timeout=viewers / 100 + 120)
         time.sleep(3)  # every stream's subscription in place
+        nodes = stack.app_resolves()
         publisher = stack.probe_publish_background(channel, rate, count)
-        time.sleep(seconds / 3)
+        # A third of the way in as the viewers see it: the publisher (a `docker exec`, Django's
+        # start) may take seconds to begin, and a kill before its first event measures nothing.
+        deadline = time.monotonic() + seconds + 60
+        while time.monotonic() < deadline:
+            if pool.report()["events"] >= opened["opened"] * max(1, count // 3):
+                break
+            time.sleep(0.2)
         victim = stack.container("pushpin", 1)
         killed_at = time.time()
         victim.kill()
         summary = publisher.result()
+        if len(summary["nodes"]) < len(nodes):  # the figures would measure the bench, not the kit
+            raise RuntimeError(f"the publisher reached {summary['nodes']}, not every node {nodes}")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             report = pool.report(streams=True)
@@ -316,7 +326,8 @@ def storm(
         victim.start()
         ended = [t for t in report["ended_at"] if t >= killed_at]
         back = [t for t in report["back_at"] if t >= killed_at]
-        lost = sum(count - len(set(range(1, count + 1)) & set(s)) for s in report["seqs"])
+        missing = [sorted(set(range(1, count + 1)) - set(s)) for s in report["seqs"]]
+        lost = sum(len(m) for m in missing)
         duplicated = sum(len(s) - len(set(s)) for s in report["seqs"])
         recovered_s = round(max(back) - killed_at, 1) if back else None
         window_end = max(back) if back else killed_at + 30
@@ -330,8 +341,14 @@ def storm(
             "back": len(back),
             "recovered_s": recovered_s,
             "lost": lost,
+            "viewers_missing_events": sum(1 for m in missing if m),
+            "missing_sample": [m[:10] for m in missing if m][:5],
             "duplicated": duplicated,
             "refusals": report["failures"],
+            "publisher": {
+                node: {k: v for k, v in n.items() if k != "last_error"}
+                for node, n in summary["nodes"].items()
+            },
             "app_requests": app_requests,
             "app_requests_per_s": round(app_requests / max(window_end - killed_at, 1), 1),
         }

@@ -183,6 +183,7 @@ class BenchStack:
             "asgi": lambda: self._answers(
                 f"http://{self.address(self.asgi, 'streams')}:8000/bench/health"
             ),
+            "the app's view of the Pushpin nodes": lambda: len(self.app_resolves()) == 2,
         }
         for what, check in checks.items():
             while not check():
@@ -202,6 +203,11 @@ class BenchStack:
                 return
             time.sleep(1)
         raise RuntimeError(f"kit containers not healthy after {timeout}s: {pending}")
+
+    def app_resolves(self) -> set[str]:
+        """The Pushpin node addresses the app's publisher finds (`pushpin` in its DNS)."""
+        out = run(["docker", "exec", f"{PROJECT}-app-1", "getent", "ahosts", "pushpin"]).stdout
+        return {line.split()[0] for line in out.splitlines() if line.strip()}
 
     @staticmethod
     def _healthy(container) -> bool:

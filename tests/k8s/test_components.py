@@ -1,5 +1,6 @@
 """An overlay is a short list of choices: the base, the optional features as kustomize Components
-under k8s/components (database, Ingress with TLS, autoscaling, monitoring) and the few values
+under k8s/components (database, Ingress with TLS, autoscaling, monitoring, registry
+credentials) and the few values
 only it has. Every component is chosen by an overlay or documented as optional, an overlay
 renders with exactly the components it declares (their objects and their patches, nothing
 else), and overlays of one's own as the README composes them render and keep the rules."""
@@ -91,6 +92,16 @@ EFFECTS = {
     "monitoring": lambda r: {
         "ServiceMonitor": bool(r.of_kind("ServiceMonitor")),
         "PrometheusRule": bool(r.of_kind("PrometheusRule")),
+    },
+    "registry-credentials": lambda r: {
+        "every pod's ServiceAccount pulls with registry-credentials": all(
+            {"name": "registry-credentials"} in sa.get("imagePullSecrets", [])
+            for sa in r.of_kind("ServiceAccount")
+        ),
+        "a ServiceAccount pulls with registry-credentials": any(
+            {"name": "registry-credentials"} in sa.get("imagePullSecrets", [])
+            for sa in r.of_kind("ServiceAccount")
+        ),
     },
 }
 
@@ -218,10 +229,15 @@ def _with_own_addresses(k):
     k["patches"] = _readme_patches()
 
 
+def _with_registry_credentials(k):
+    k["components"].append("../../components/registry-credentials")
+
+
 OWN = {
     "prod-without-autoscaling": _without_autoscaling,
     "prod-with-sqlite": _with_sqlite,
     "prod-with-own-addresses": _with_own_addresses,
+    "prod-with-registry-credentials": _with_registry_credentials,
 }
 
 

@@ -1,6 +1,7 @@
-"""Config written once: the Pushpin and nginx pods see exactly the repository's pushpin/ and nginx/
-files (the ones compose and Ansible use), at the paths the images read, from generated ConfigMaps
-whose content hash rolls the pods; the addresses in those files are Services of the render."""
+"""Config written once: the Pushpin and nginx pods run their images' config (built from the
+repository's pushpin/ and nginx/, as compose runs it) with only nginx's upstream list mounted
+over it, from a ConfigMap generated from nginx/upstreams/kubernetes.conf whose content hash
+rolls the pods; the addresses in those files are Services of the render."""
 
 import re
 
@@ -11,29 +12,26 @@ from support.k8s import (
     containers,
     copy_tree_for_kustomize,
     env_value,
-    image_config_files,
     mounted_files,
     render,
 )
 
-# What differs per deployment path: the upstream list (compose's is baked into the image).
-KUBERNETES_INSTEAD = {
-    REPO / "nginx/upstreams/compose.conf": REPO / "nginx/upstreams/kubernetes.conf"
+# The one file of the images' config that differs on Kubernetes: the upstream list.
+MOUNTED_OVER_THE_IMAGE = {
+    "pushpin": {},
+    "nginx": {"/etc/nginx/kit/upstreams.conf": REPO / "nginx/upstreams/kubernetes.conf"},
 }
 
 
 @pytest.mark.parametrize("image", ["pushpin", "nginx"])
-def test_pods_see_the_repository_files_at_the_images_paths(overlay, image):
+def test_pods_run_the_images_config_but_for_the_upstream_list(overlay, image):
     workload = overlay.workload(image)
     # (The nginx pod also runs the exporter sidecar, from the same image.)
     (container,) = [c for c in containers(workload, init=False) if c["name"] == image]
     seen = mounted_files(overlay, workload, container)
-    expected = {
-        path: KUBERNETES_INSTEAD.get(source, source)
-        for path, source in image_config_files(image).items()
-    }
+    expected = MOUNTED_OVER_THE_IMAGE[image]
     assert set(seen) == set(expected), (
-        f"{overlay.name}: {image} should see {sorted(expected)} from its ConfigMap, "
+        f"{overlay.name}: {image} should see {sorted(expected)} from a ConfigMap, "
         f"sees {sorted(seen)}"
     )
     for path, source in expected.items():
@@ -42,14 +40,15 @@ def test_pods_see_the_repository_files_at_the_images_paths(overlay, image):
         )
 
 
-@pytest.mark.parametrize("name", ["pushpin-config", "nginx-config"])
-def test_config_maps_are_generated_with_a_content_hash(overlay, name):
+def test_the_upstream_list_is_generated_with_a_content_hash(overlay):
     generated = [
         cm["metadata"]["name"]
         for cm in overlay.of_kind("ConfigMap")
-        if re.fullmatch(rf"{name}-[a-z0-9]{{10}}", cm["metadata"]["name"])
+        if re.fullmatch(r"nginx-upstreams-[a-z0-9]{10}", cm["metadata"]["name"])
     ]
-    assert len(generated) == 1, f"{overlay.name}: expected one {name}-<hash>, got {generated}"
+    assert len(generated) == 1, (
+        f"{overlay.name}: expected one nginx-upstreams-<hash>, got {generated}"
+    )
     assert not overlay.get("ConfigMap", generated[0]).get("binaryData"), "unexpected binaryData"
 
 
@@ -64,17 +63,15 @@ def _config_map_of(objects, deployment):
     raise AssertionError(f"no Deployment {deployment}")
 
 
-@pytest.mark.parametrize(
-    ("edited", "deployment"), [("pushpin/routes", "pushpin"), ("nginx/site.conf", "nginx")]
-)
-def test_a_config_change_rolls_the_pods(kustomize, tmp_path, edited, deployment):
+def test_an_upstream_change_rolls_the_nginx_pods(kustomize, tmp_path):
     tree = copy_tree_for_kustomize(tmp_path)
-    before = _config_map_of(render(tree / "k8s/overlays/prod"), deployment)
-    with open(tree / edited, "a") as f:
+    before = _config_map_of(render(tree / "k8s/overlays/prod"), "nginx")
+    with open(tree / "nginx/upstreams/kubernetes.conf", "a") as f:
         f.write("# changed\n")
-    after = _config_map_of(render(tree / "k8s/overlays/prod"), deployment)
+    after = _config_map_of(render(tree / "k8s/overlays/prod"), "nginx")
     assert before != after, (
-        f"editing {edited} left {deployment}'s ConfigMap name at {before}: pods would not roll"
+        f"editing nginx/upstreams/kubernetes.conf left nginx's ConfigMap name at {before}: "
+        "pods would not roll"
     )
 
 

@@ -103,12 +103,8 @@ def test_nginx_probes_do_not_depend_on_the_app(overlay):
 
 
 def test_pushpin_probes_run_the_images_healthcheck(overlay):
+    # (That the image has it and it passes: test_pods_in_docker runs every probe.)
     healthcheck = "/usr/local/lib/pushpin-kit/healthcheck"
-    assert re.search(
-        r"^COPY .*\bhealthcheck\b.* /usr/local/lib/pushpin-kit/$",
-        (REPO / "pushpin/Dockerfile").read_text(),
-        re.MULTILINE,
-    ), f"pushpin/Dockerfile no longer installs {healthcheck}"
     liveness = " ".join(_probe(overlay, "pushpin", "pushpin", "livenessProbe")["exec"]["command"])
     readiness = " ".join(_probe(overlay, "pushpin", "pushpin", "readinessProbe")["exec"]["command"])
     assert healthcheck in liveness, f"pushpin liveness: expected {healthcheck}, got {liveness!r}"

@@ -433,19 +433,6 @@ def image_env(image: str, name: str) -> str:
     return match.group(1)
 
 
-def image_config_files(image: str) -> dict[str, Path]:
-    """{path in the image: repository file} for the config the Dockerfile copies under /etc."""
-    files = {}
-    for line in re.findall(r"^COPY\s+(.+)$", dockerfile(image), re.MULTILINE):
-        *sources, dest = [w for w in line.split() if not w.startswith("--")]
-        if not dest.startswith("/etc/"):
-            continue
-        for source in sources:
-            target = f"{dest}{Path(source).name}" if dest.endswith("/") else dest
-            files[target] = REPO / image / source
-    return files
-
-
 def compose_images() -> dict[str, tuple[str, str]]:
     """{service: (image name, default tag)} for the services compose builds."""
     compose = yaml.safe_load((REPO / "compose/compose.yaml").read_text())

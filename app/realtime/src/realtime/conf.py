@@ -34,6 +34,8 @@ class Setting:
     # Filled by the deployment, not by the operator (addresses, paths): listed, not defaulted.
     per_deployment: bool = False
     choices: tuple[str, ...] = field(default=())
+    # A secret's rule (each value of a list): at least this many characters, never REFUSED.
+    min_length: int = 0
 
     def parse(self, environ=os.environ):
         raw = environ.get(self.name)
@@ -77,14 +79,17 @@ _KIND_NAMES = {
     "list": "a comma-separated list",
 }
 
+# Pushpin's public default key: refused for any secret with a rule (min_length).
+REFUSED_SECRET = "changeme"  # noqa: S105 - the value refused, not one used
+
 SETTINGS = [
     # -- Django ----------------------------------------------------------------------------------
     Setting(
         "DJANGO_SECRET_KEY",
         "",
-        "Django's secret, the same for every app replica. "
-        "Production refuses to start without it or with fewer than 32 characters",
+        "Django's secret, the same for every app replica (production refuses to start without it)",
         secret=True,
+        min_length=32,
     ),
     Setting(
         "DJANGO_SECRET_KEY_FALLBACKS",
@@ -93,6 +98,7 @@ SETTINGS = [
         "previous value(s), still accepted for sessions and stream links",
         kind="list",
         secret=True,
+        min_length=32,
     ),
     Setting(
         "DJANGO_DEBUG",
@@ -147,9 +153,9 @@ SETTINGS = [
     Setting(
         "PUSHPIN_SIG_KEY",
         "",
-        "Pushpin's sig_key: the app verifies Grip-Sig with it. "
-        "Refused empty, 'changeme' or shorter than 16 characters",
+        "Pushpin's sig_key: the app verifies Grip-Sig with it (refused empty)",
         secret=True,
+        min_length=16,
     ),
     Setting(
         "PUSHPIN_SIG_KEY_FALLBACKS",
@@ -157,6 +163,7 @@ SETTINGS = [
         "while rotating PUSHPIN_SIG_KEY: the previous value(s), still accepted",
         kind="list",
         secret=True,
+        min_length=16,
     ),
     Setting(
         "PUSHPIN_CONTROL_URLS",
@@ -447,7 +454,33 @@ def ansible_defaults() -> str:
     for setting in passed():
         if not setting.secret:
             lines.append(f"  {setting.name}: {json.dumps(setting.default)}")
+    lines += [
+        "# The secrets, which app_settings may set too (from the vault), and their rules: at least",
+        "# this many characters (0: any), never app_refused_secret. Preflight reads them.",
+        "app_secret_rules:",
+        *(f"  {s.name}: {s.min_length}" for s in SETTINGS if s.secret),
+        f"app_refused_secret: {json.dumps(REFUSED_SECRET)}",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def secret_rule(name: str) -> str:
+    """A secret's rule in words, for the settings table."""
+    setting = BY_NAME[name]
+    if not setting.min_length:
+        return ""
+    return f"at least {setting.min_length} characters, never '{REFUSED_SECRET}'"
+
+
+def pushpin_rules() -> str:
+    """The Pushpin signing key's rule for run-pushpin (sourced; the node's own check)."""
+    setting = BY_NAME["PUSHPIN_SIG_KEY"]
+    return (
+        f"# {GENERATED}\n"
+        "# PUSHPIN_SIG_KEY's rule, the same the app enforces (sourced by run-pushpin).\n"
+        f"sig_key_min_length={setting.min_length}\n"
+        f"sig_key_refused={REFUSED_SECRET}\n"
+    )
 
 
 RENDERERS = {"compose": compose_env, "kubernetes": kubernetes_env, "ansible": ansible_defaults}
@@ -464,7 +497,8 @@ def markdown_table() -> str:
         )
         if setting.per_deployment:
             default += " (set per deployment)"
-        meaning = setting.meaning.replace("|", "\\|")
+        meaning = "; ".join(filter(None, [setting.meaning, secret_rule(setting.name)]))
+        meaning = meaning.replace("|", "\\|")
         rows.append(f"| `{setting.name}` | {default} | {meaning} | {', '.join(setting.read_by)} |")
     return "\n".join(rows)
 

@@ -20,10 +20,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 from . import conf
 
-# The same minimums as Pushpin's image and the Ansible preflight check.
-SECRET_KEY_MIN_LENGTH = 32
-PUSHPIN_SIG_KEY_MIN_LENGTH = 16
-
 REALTIME_APPS = ["django_eventstream", "dashboards", "realtime"]
 # Before everything else: /healthz answers before host validation, and GRIP's verification of
 # Pushpin's signature must precede any view.
@@ -128,11 +124,13 @@ def configure(settings: dict, environ=None) -> None:
     settings["EVENTSTREAM_CHANNELMANAGER_CLASS"] = "realtime.channels.ChannelManager"
 
 
-def _check_secret(name: str, secret: str, minimum: int, hint: str = "") -> None:
+def _check_secret(name: str, secret: str, hint: str = "") -> None:
+    # The rule is the declaration's (conf.py), as rendered for Ansible and Pushpin's image.
+    minimum = conf.BY_NAME[name].min_length
     if not secret:
         raise ImproperlyConfigured(f"{name} is not set. {hint}".strip())
-    if secret == "changeme":  # noqa: S105 - refusing the public default, not using it
-        raise ImproperlyConfigured(f"{name} is Pushpin's default 'changeme'. {hint}".strip())
+    if secret == conf.REFUSED_SECRET:
+        raise ImproperlyConfigured(f"{name} is Pushpin's default {secret!r}. {hint}".strip())
     if len(secret) < minimum:
         raise ImproperlyConfigured(
             f"{name} is too short: use at least {minimum} random characters."
@@ -143,24 +141,22 @@ def _check_secrets(value: dict) -> None:
     _check_secret(
         "DJANGO_SECRET_KEY",
         value["DJANGO_SECRET_KEY"],
-        SECRET_KEY_MIN_LENGTH,
         "In production (DJANGO_DEBUG unset) every app replica needs the same long random "
         "secret; `make up` generates one into compose/.env, Ansible takes it from the vault, "
         "Kubernetes from the app-secrets Secret.",
     )
     for fallback in value["DJANGO_SECRET_KEY_FALLBACKS"]:
-        _check_secret("DJANGO_SECRET_KEY_FALLBACKS", fallback, SECRET_KEY_MIN_LENGTH)
+        _check_secret("DJANGO_SECRET_KEY_FALLBACKS", fallback)
     if value["GRIP_URL"] and not value["PUSHPIN_SIG_KEY"]:
         return  # a hosted GRIP service signs with the key in GRIP_URL
     _check_secret(
         "PUSHPIN_SIG_KEY",
         value["PUSHPIN_SIG_KEY"],
-        PUSHPIN_SIG_KEY_MIN_LENGTH,
         "The app verifies each Pushpin node's Grip-Sig with it; set the same generated secret "
         "on both.",
     )
     for fallback in value["PUSHPIN_SIG_KEY_FALLBACKS"]:
-        _check_secret("PUSHPIN_SIG_KEY_FALLBACKS", fallback, PUSHPIN_SIG_KEY_MIN_LENGTH)
+        _check_secret("PUSHPIN_SIG_KEY_FALLBACKS", fallback)
 
 
 def _with(items: list[str], extra: list[str]) -> list[str]:
