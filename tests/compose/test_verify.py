@@ -6,12 +6,13 @@ and every node, Last-Event-ID replay, users, listeners, config files, control po
 
 from __future__ import annotations
 
-import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from support.verify_report import delivered_per_node, failed, table
 
 pytestmark = pytest.mark.slow
 
@@ -25,24 +26,6 @@ CHECKS = {
     "delivery via every node",
     "Last-Event-ID resume",
 }
-
-
-def table(output: str, title: str) -> list[tuple[str, str, str, str]]:
-    """(check, host/pod, result, measured) of the table printed under `title`."""
-    lines = output.splitlines()
-    starts = [i for i, line in enumerate(lines) if title in line and line.startswith("=")]
-    assert starts, f"no table titled {title!r} in the output:\n{output[-3000:]}"
-    rows = []
-    for line in lines[starts[0] + 2 :]:  # after the header line
-        if line.startswith("=") or re.match(r"\d+ of \d+ rows ok", line):
-            break
-        fields = re.split(r"\s{2,}", line.strip(), maxsplit=3)
-        rows.append(tuple(fields + [""] * (4 - len(fields))))
-    return rows
-
-
-def failed(rows) -> list[tuple[str, str, str, str]]:
-    return [row for row in rows if row[2] == "FAIL"]
 
 
 def run_verify(stack, tmp_path: Path):
@@ -70,13 +53,17 @@ def test_make_verify_passes_on_the_running_stack(stack, tmp_path):
     # Every Pushpin node held streams that got the event, with the delivery time measured.
     nodes = [c.name for c in stack.containers("pushpin")]
     assert len(nodes) >= 2, f"expected at least 2 Pushpin nodes, found {nodes}"
-    delivered = [
-        r for r in rows if r[0] == "delivery via every node" and "ms after publish began" in r[3]
-    ]
     for node in nodes:
-        held = [r for r in delivered if r[1].startswith(f"{node} (direct)")]
+        held = delivered_per_node(rows, node)
         assert len(held) == 3, f"{node}: expected 3 streams delivered, rows {held}"
-    assert len([r for r in delivered if r[1].startswith("origin 127.0.0.1:")]) == 3 * len(nodes)
+    via_origin = [
+        r
+        for r in rows
+        if r[0] == "delivery via every node"
+        and r[1].startswith("origin 127.0.0.1:")
+        and "ms after publish began" in r[3]
+    ]
+    assert len(via_origin) == 3 * len(nodes), via_origin
     # Every service's containers were looked at.
     for container in stack.containers():
         service = container.labels["com.docker.compose.service"]

@@ -16,6 +16,9 @@ from support.k8s import K8S, Render, containers, render
 from support.kubelet import DockerKubelet
 from support.sse import SSEStream
 from support.stack import run
+from verify import check_streams
+from verify.plugin import Check, Results
+from verify.targets import STREAM_PORT, Node, Target
 
 pytestmark = pytest.mark.slow
 
@@ -100,6 +103,51 @@ def publish_reaches_every_pushpin_pod(running, channel: str) -> None:
         stream.close()
 
 
+class PodsInDocker(Target):
+    """The running pods as `make verify`'s checks see a target: each pod's container by role,
+    the origin where `kubectl port-forward svc/nginx` would put it, and each Pushpin pod's
+    stream port at its address (reached the way nginx reaches it)."""
+
+    kind = "pods in Docker"
+    name = "the dev overlay's pods in Docker"
+
+    def __init__(self, running):
+        self.running = running
+
+    def nodes(self, role: str) -> list[Node]:
+        found = []
+        for (workload, _, container_name), (started, _) in sorted(self.running.items()):
+            if workload == role and container_name == role:
+                started.reload()
+                networks = started.attrs["NetworkSettings"]["Networks"]
+                address = next(iter(networks.values()))["IPAddress"]
+                found.append(Node(started.name, role, f"docker://{started.name}", address=address))
+        return found
+
+    def origin(self) -> tuple[str, int]:
+        return "127.0.0.1", nginx_port(self.running)
+
+    @contextmanager
+    def node_stream_endpoint(self, node: Node):
+        yield node.address, STREAM_PORT
+
+
+def test_the_verify_suites_delivery_reaches_streams_on_each_pushpin_pod(pods, request):
+    """make verify's delivery scenario (tests/verify/check_streams.py) on these pods: one
+    publish in the app pod reaches 3 streams held on each Pushpin pod, addressed one by one,
+    and 3 per pod through nginx, each within 1 s of the publish returning."""
+    kubelet, running = pods
+    for started, container in running.values():
+        kubelet.wait_probe(started, container, "readinessProbe")
+    target = PodsInDocker(running)
+    assert len(target.nodes("pushpin")) == REPLICAS["pushpin"], target.nodes("pushpin")
+    check = Check(Results(), request, "delivery via every node")
+    check_streams.test_a_published_event_reaches_streams_on_every_pushpin_node(target, check)
+    for node in target.nodes("pushpin"):
+        held = [r for r in check.rows if r.where.startswith(f"{node.name} (direct)") and r.ok]
+        assert len(held) == check_streams.DIRECT_STREAMS_PER_NODE, (node.name, check.rows)
+
+
 def test_every_container_passes_its_probes(pods):
     kubelet, running = pods
     for started, container in running.values():
@@ -107,13 +155,6 @@ def test_every_container_passes_its_probes(pods):
     for started, container in running.values():
         passed, output = kubelet.probe(started, container, "livenessProbe")
         assert passed, f"{started.name}: liveness probe failed: {output}"
-
-
-def test_an_event_reaches_the_browser_through_every_pushpin_pod(pods):
-    kubelet, running = pods
-    for started, container in running.values():
-        kubelet.wait_probe(started, container, "readinessProbe")
-    publish_reaches_every_pushpin_pod(running, "probe-k8s")
 
 
 # What each pod's prometheus.io/port serves: a metric only that component has.

@@ -78,7 +78,9 @@ def publish(target, check, chan: str, event: str, data: str) -> tuple[float, flo
         detail=f"expected exit 0 reaching all {len(nodes)} Pushpin node(s), got exit {rc}: "
         f"{(said or out.splitlines() or [''])[-1]}",
     )
-    return (began, returned) if rc == 0 else None
+    # A publish that missed a node ("event stored, but ...": exit 1) still reached the others:
+    # their streams are measured; the failed row above names what it missed.
+    return (began, returned) if rc == 0 or "event stored, but" in out else None
 
 
 def test_a_published_event_reaches_streams_on_every_pushpin_node(target, check):

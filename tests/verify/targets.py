@@ -372,7 +372,10 @@ class AnsibleTarget(Target):
     config_files = [
         *PUSHPIN_CONFIG,
         *_files(
-            "pushpin", PUSHPIN_KIT_DIR, ["run-pushpin", "render-config", "healthcheck"], "pushpin"
+            "pushpin",
+            PUSHPIN_KIT_DIR,
+            ["run-pushpin", "render-config", "healthcheck", "sig-key-rules"],
+            "pushpin",
         ),
         *NGINX_CONFIG,
     ]
