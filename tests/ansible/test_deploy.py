@@ -834,6 +834,59 @@ def test_after_a_node_restarts_reconnecting_clients_lose_no_event(deployment, no
             stream.close()
 
 
+# --- make verify against the hosts -----------------------------------------------------------
+# (Before the TLS origin test: the suite reaches the origin over plain HTTP.)
+
+
+def run_verify(deployment, tmp_path: Path):
+    """`make verify INVENTORY=test`, as an operator runs it after a deploy: (status, output,
+    rows of its table)."""
+    result = subprocess.run(
+        ["make", "verify", "INVENTORY=test"],
+        cwd=REPO,
+        env=deployment.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    (tmp_path / "verify.out").write_text(output)  # the whole report, to read after a failure
+    return result.returncode, output, verify_report.table(output, "verify: Ansible inventory test")
+
+
+def test_make_verify_passes_on_the_hosts(deployment, tmp_path):
+    status, output, rows = run_verify(deployment, tmp_path)
+    bad = verify_report.failed(rows)
+    assert status == 0 and not bad, f"make verify exited {status}; failed {bad}\n{output[-4000:]}"
+    for node in deployment.cluster.by_group("pushpin"):
+        held = verify_report.delivered_per_node(rows, node.name)
+        assert len(held) == 3, f"{node.name}: expected 3 streams delivered, rows {held}"
+
+
+def test_make_verify_fails_naming_a_host_whose_pushpin_is_stopped(deployment, tmp_path):
+    cluster, node = deployment.cluster, deployment.host("pushpin", 1)
+    status, out = cluster.exec(node.name, "systemctl", "stop", "pushpin")
+    assert status == 0, f"systemctl stop pushpin on {node.name}: {out}"
+    try:
+        status, output, rows = run_verify(deployment, tmp_path)
+    finally:
+        status_start, out = cluster.exec(node.name, "systemctl", "start", "pushpin")
+        assert status_start == 0, f"systemctl start pushpin on {node.name}: {out}"
+        deadline = time.monotonic() + 30
+        while cluster.exec(node.name, "/usr/local/lib/pushpin-kit/healthcheck")[0] != 0:
+            assert time.monotonic() < deadline, f"{node.name} not healthy 30 s after its start"
+            time.sleep(0.5)
+    assert status != 0, f"make verify passed with pushpin stopped on {node.name}:\n{output[-3000:]}"
+    bad = verify_report.failed(rows)
+    named = [r for r in bad if r[1] == node.name and r[0] == "service running"]
+    assert named, f"make verify did not name {node.name} as not running: {bad}"
+    # The other node still got the event: only the stopped one (and the publish that could
+    # not reach it) fail.
+    others = {r[1] for r in bad if not r[1].startswith(node.name) and " publish " not in r[1]}
+    assert not others, f"expected only {node.name} to fail, also failed: {sorted(others)}"
+
+
 # --- The TLS origin ---------------------------------------------------------------------------
 
 
@@ -886,58 +939,6 @@ def test_tls_origin_with_http2_after_a_reload(deployment, hosts, tls_dir):
             assert opened, "no stream-open on the TLS origin"
             publish(deployment, chan, "secure", "over-tls")
             assert next(ln for ln in lines if "over-tls" in ln) == "data: over-tls"
-
-
-# --- make verify against the hosts -----------------------------------------------------------
-
-
-def run_verify(deployment, tmp_path: Path):
-    """`make verify INVENTORY=test`, as an operator runs it after a deploy: (status, output,
-    rows of its table)."""
-    result = subprocess.run(
-        ["make", "verify", "INVENTORY=test"],
-        cwd=REPO,
-        env=deployment.env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    (tmp_path / "verify.out").write_text(output)  # the whole report, to read after a failure
-    return result.returncode, output, verify_report.table(output, "verify: Ansible inventory test")
-
-
-def test_make_verify_passes_on_the_hosts(deployment, tmp_path):
-    status, output, rows = run_verify(deployment, tmp_path)
-    bad = verify_report.failed(rows)
-    assert status == 0 and not bad, f"make verify exited {status}; failed {bad}\n{output[-4000:]}"
-    for node in deployment.cluster.by_group("pushpin"):
-        held = verify_report.delivered_per_node(rows, node.name)
-        assert len(held) == 3, f"{node.name}: expected 3 streams delivered, rows {held}"
-
-
-def test_make_verify_fails_naming_a_host_whose_pushpin_is_stopped(deployment, tmp_path):
-    cluster, node = deployment.cluster, deployment.host("pushpin", 1)
-    status, out = cluster.exec(node.name, "systemctl", "stop", "pushpin")
-    assert status == 0, f"systemctl stop pushpin on {node.name}: {out}"
-    try:
-        status, output, rows = run_verify(deployment, tmp_path)
-    finally:
-        status_start, out = cluster.exec(node.name, "systemctl", "start", "pushpin")
-        assert status_start == 0, f"systemctl start pushpin on {node.name}: {out}"
-        deadline = time.monotonic() + 30
-        while cluster.exec(node.name, "/usr/local/lib/pushpin-kit/healthcheck")[0] != 0:
-            assert time.monotonic() < deadline, f"{node.name} not healthy 30 s after its start"
-            time.sleep(0.5)
-    assert status != 0, f"make verify passed with pushpin stopped on {node.name}:\n{output[-3000:]}"
-    bad = verify_report.failed(rows)
-    named = [r for r in bad if r[1] == node.name and r[0] == "service running"]
-    assert named, f"make verify did not name {node.name} as not running: {bad}"
-    # The other node still got the event: only the stopped one (and the publish that could
-    # not reach it) fail.
-    others = {r[1] for r in bad if not r[1].startswith(node.name) and " publish " not in r[1]}
-    assert not others, f"expected only {node.name} to fail, also failed: {sorted(others)}"
 
 
 # --- Your own project ------------------------------------------------------------------------
