@@ -8,6 +8,7 @@ restart test last but one, the failing deploy last)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -675,12 +676,26 @@ def test_the_ops_figures_on_the_app_host(deployment):
     assert f"http://{app.address}:9808/metrics" in out, f"the app's counters not read:\n{out}"
 
 
-def test_a_stopped_node_goes_down_raises_its_alert_and_counts_failures(deployment):
-    cluster, node = deployment.cluster, deployment.host("pushpin", 1)
-    instance, name = f"{node.address}:9810", f"{node.address}:5561"
+@contextlib.contextmanager
+def pushpin_stopped(cluster, node):
+    """Pushpin stopped on `node` for the block; started again after it, and healthy."""
     status, out = cluster.exec(node.name, "systemctl", "stop", "pushpin")
     assert status == 0, f"systemctl stop pushpin on {node.name}: {out}"
     try:
+        yield
+    finally:  # the tests after this one need the node back, whatever happened here
+        status, out = cluster.exec(node.name, "systemctl", "start", "pushpin")
+        assert status == 0, f"systemctl start pushpin on {node.name}: {out}"
+        deadline = time.monotonic() + 30
+        while cluster.exec(node.name, "/usr/local/lib/pushpin-kit/healthcheck")[0] != 0:
+            assert time.monotonic() < deadline, f"{node.name} not healthy 30 s after its start"
+            time.sleep(0.5)
+
+
+def test_a_stopped_node_goes_down_raises_its_alert_and_counts_failures(deployment):
+    cluster, node = deployment.cluster, deployment.host("pushpin", 1)
+    instance, name = f"{node.address}:9810", f"{node.address}:5561"
+    with pushpin_stopped(cluster, node):
         wait_prometheus(
             deployment,
             f'up{{job="pushpin", instance="{instance}"}}',
@@ -704,13 +719,6 @@ def test_a_stopped_node_goes_down_raises_its_alert_and_counts_failures(deploymen
             40,
             f"the ticker's failures to {name} rising",
         )
-    finally:
-        status, out = cluster.exec(node.name, "systemctl", "start", "pushpin")
-        assert status == 0, f"systemctl start pushpin on {node.name}: {out}"
-    deadline = time.monotonic() + 30
-    while cluster.exec(node.name, "/usr/local/lib/pushpin-kit/healthcheck")[0] != 0:
-        assert time.monotonic() < deadline, f"{node.name} not healthy 30 s after its start"
-        time.sleep(0.5)
 
 
 # --- End to end -------------------------------------------------------------------------------
@@ -866,17 +874,8 @@ def test_make_verify_passes_on_the_hosts(deployment, tmp_path):
 
 def test_make_verify_fails_naming_a_host_whose_pushpin_is_stopped(deployment, tmp_path):
     cluster, node = deployment.cluster, deployment.host("pushpin", 1)
-    status, out = cluster.exec(node.name, "systemctl", "stop", "pushpin")
-    assert status == 0, f"systemctl stop pushpin on {node.name}: {out}"
-    try:
+    with pushpin_stopped(cluster, node):
         status, output, rows = run_verify(deployment, tmp_path)
-    finally:
-        status_start, out = cluster.exec(node.name, "systemctl", "start", "pushpin")
-        assert status_start == 0, f"systemctl start pushpin on {node.name}: {out}"
-        deadline = time.monotonic() + 30
-        while cluster.exec(node.name, "/usr/local/lib/pushpin-kit/healthcheck")[0] != 0:
-            assert time.monotonic() < deadline, f"{node.name} not healthy 30 s after its start"
-            time.sleep(0.5)
     assert status != 0, f"make verify passed with pushpin stopped on {node.name}:\n{output[-3000:]}"
     bad = verify_report.failed(rows)
     named = [r for r in bad if r[1] == node.name and r[0] == "service running"]
