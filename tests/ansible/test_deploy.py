@@ -43,8 +43,9 @@ from support.ansible_hosts import (
     stopped_before_any_host,
 )
 from support.monitoring import wait_query
-from support.sse import SSEStream
+from support.sse import SSEStream, open_stream, probe_channel
 from support.stack import REPO
+from verify.targets import AnsibleTarget
 
 pytestmark = pytest.mark.slow
 
@@ -235,16 +236,11 @@ def test_redeploy_repairs_drift_reloading_what_can_reload(deployment):
 
 # --- Services (testinfra) ---------------------------------------------------------------------
 
-# unit -> (group, user, the unit's processes)
+# The kit's own services (app, ticker, pushpin, nginx): running and enabled, as their own
+# users that cannot log in, with exactly their processes, are `make verify`'s rows ("service
+# running", "own non-root user"; test_make_verify_passes_on_the_hosts). What it does not look
+# at, the monitoring units: unit -> (group, user, the unit's processes).
 SERVICES = {
-    "app.service": ("app", "app", {"gunicorn"}),
-    "ticker.service": ("app", "app", {"python"}),
-    "pushpin.service": (
-        "pushpin",
-        "pushpin",
-        {"pushpin", "condure", "zurl", "pushpin-proxy", "pushpin-handler"},
-    ),
-    "nginx.service": ("nginx", "nginx", {"nginx"}),
     # Debian's units, as packaged (ps shows 15 characters of a command).
     "prometheus-nginx-exporter.service": ("nginx", "prometheus", {"prometheus-ngin"}),
     "prometheus.service": ("monitoring", "prometheus", {"prometheus"}),
@@ -258,7 +254,7 @@ def unit_processes(host, unit: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("unit", sorted(SERVICES))
-def test_service_enabled_running_as_its_own_user(deployment, hosts, unit):
+def test_monitoring_service_enabled_running_as_its_own_user(deployment, hosts, unit):
     group, user, commands = SERVICES[unit]
     for test_host, host in group_hosts(deployment, hosts, group):
         service = host.service(unit)
@@ -327,60 +323,26 @@ def test_packaged_units_are_replaced_by_the_kits(deployment, hosts):
             )
 
 
-# group -> {listening address: the unit whose process listens}; ADDR: the internal address.
-LISTENING = {
-    "app": {"ADDR:8000": "app.service", "ADDR:9808": "app.service", "ADDR:9809": "ticker.service"},
-    "pushpin": {
-        "0.0.0.0:7999": "pushpin.service",
-        "ADDR:5561": "pushpin.service",
-        "ADDR:9810": "pushpin.service",
-        "127.0.0.1:5560": "pushpin.service",
-        "127.0.0.1:5562": "pushpin.service",
-        "127.0.0.1:5563": "pushpin.service",
-    },
-    "nginx": {
-        "0.0.0.0:8080": "nginx.service",
-        "[::]:8080": "nginx.service",
-        "ADDR:9113": "prometheus-nginx-exporter.service",
-    },
-    "monitoring": {"ADDR:9090": "prometheus.service"},
-}
-
-
-@pytest.mark.parametrize("group", sorted(LISTENING))
-def test_listens_where_it_should_and_nowhere_else(deployment, hosts, group):
-    for test_host, host in group_hosts(deployment, hosts, group):
-        want = {a.replace("ADDR", test_host.address): u for a, u in LISTENING[group].items()}
-        got, owners = {}, {}
+def test_the_monitoring_host_listens_on_its_internal_address_only(deployment, hosts):
+    """(The other hosts' listeners, each with the unit that opened it: `make verify`'s
+    "listening sockets".)"""
+    for test_host, host in group_hosts(deployment, hosts, "monitoring"):
+        got = {}
         # -e: each socket's owner uid and cgroup (the systemd unit that opened it).
         for line in host.check_output("ss -ltneH").splitlines():
             address = line.split()[3]
             if address.startswith("127.0.0.11:"):  # Docker's embedded DNS, not the host's
                 continue
             unit = re.search(r"cgroup:\S*/([^/\s]+)", line)
-            got[address] = unit.group(1) if unit else "?"
-            owners[address] = int(re.search(r"uid:(\d+)", line).group(1)) if "uid:" in line else 0
+            uid = re.search(r"uid:(\d+)", line)
+            got[address] = (unit.group(1) if unit else "?", int(uid.group(1)) if uid else 0)
+        want = {f"{test_host.address}:9090": ("prometheus.service", host.user("prometheus").uid)}
         assert got == want, f"{test_host.name}: expected listeners {want}, got {got}"
-        for address, unit in want.items():
-            user = SERVICES[unit][1]
-            assert owners[address] == host.user(user).uid, (
-                f"{test_host.name}: {address} opened by uid {owners[address]}, expected {user}"
-            )
 
 
-# (group, path on the host, file in the repository): installed as they are.
+# (group, path on the host, file in the repository): installed as they are. (nginx's and
+# Pushpin's: `make verify`'s "config = repository".)
 SHARED_FILES = [
-    ("pushpin", "/etc/pushpin/pushpin.conf", "pushpin/pushpin.conf"),
-    ("pushpin", "/etc/pushpin/routes", "pushpin/routes"),
-    ("pushpin", "/usr/local/lib/pushpin-kit/run-pushpin", "pushpin/run-pushpin"),
-    ("pushpin", "/usr/local/lib/pushpin-kit/render-config", "pushpin/render-config"),
-    ("pushpin", "/usr/local/lib/pushpin-kit/healthcheck", "pushpin/healthcheck"),
-    ("pushpin", "/usr/local/lib/pushpin-kit/sig-key-rules", "pushpin/sig-key-rules"),
-    ("nginx", "/etc/nginx/nginx.conf", "nginx/nginx.conf"),
-    ("nginx", "/etc/nginx/kit/limits.conf", "nginx/limits.conf"),
-    ("nginx", "/etc/nginx/kit/origin.conf", "nginx/origin.conf"),
-    ("nginx", "/etc/nginx/kit/site.conf", "nginx/site.conf"),
-    ("nginx", "/etc/nginx/kit/status.conf", "nginx/status.conf"),
     ("monitoring", "/etc/prometheus/prometheus.yml", "monitoring/prometheus.yml"),
     ("monitoring", "/etc/prometheus/rules.yml", "monitoring/rules.yml"),
 ]
@@ -722,10 +684,10 @@ def test_a_stopped_node_goes_down_raises_its_alert_and_counts_failures(deploymen
 
 
 # --- End to end -------------------------------------------------------------------------------
-
-
-def channel() -> str:
-    return f"probe-{uuid.uuid4().hex[:12]}"
+# One publish reaching streams held on every node and through nginx, and a resumed stream
+# getting exactly what it missed, are `make verify`'s "delivery via every node" and
+# "Last-Event-ID resume" (below). Here: what verify may not do to a live deployment (restart a
+# node), nginx's balancing, and the TLS origin and a new project's deploy further down.
 
 
 def publish(deployment, chan: str, event: str, data: str, check: bool = True) -> tuple[int, str]:
@@ -737,53 +699,40 @@ def publish(deployment, chan: str, event: str, data: str, check: bool = True) ->
 
 
 def via_nginx(deployment, chan: str, **kw) -> SSEStream:
-    stream = SSEStream(deployment.nginx.address, 8080, f"/events/?channel={chan}", **kw)
-    assert stream.status == 200, f"nginx answered {stream.status}: {stream.__dict__.get('body')}"
-    return stream
+    edge = deployment.nginx
+    return open_stream(edge.address, 8080, chan, where=f"nginx on {edge.name}", **kw)
 
 
 @pytest.fixture
-def node_relays(deployment):
-    """Each Pushpin node's client port for this machine, which the nodes' firewalls keep out:
-    through relays on the nginx host (the hosts that may connect), {node name: (address, port)}."""
-    cluster, nodes = deployment.cluster, deployment.cluster.by_group("pushpin")
-    with cluster.relay(deployment.nginx, [(n.address, 7999) for n in nodes]) as relayed:
-        yield {n.name: relayed[(n.address, 7999)] for n in nodes}
+def node_endpoints(deployment):
+    """Each Pushpin node's client port as this machine reaches it, the way `make verify` does
+    (the nodes' firewalls admit only the nginx hosts: a relay on one), {node: (address, port)}."""
+    target = AnsibleTarget("test")
+    with contextlib.ExitStack() as stack:
+        yield {
+            node.name: stack.enter_context(target.node_stream_endpoint(node))
+            for node in target.nodes("pushpin")
+        }
 
 
-def via_node(deployment, relays, node, chan: str, **kw) -> SSEStream:
+def via_node(deployment, endpoints, node, chan: str, **kw) -> SSEStream:
     # With the Host of the app's origin, as nginx passes it on.
     origin = {"Host": f"{deployment.nginx.address}:8080"}
-    address, port = relays[node.name]
-    stream = SSEStream(address, port, f"/events/?channel={chan}", headers=origin, **kw)
-    assert stream.status == 200, (
-        f"{node.name} answered {stream.status}: {stream.__dict__.get('body')}"
-    )
-    return stream
+    address, port = endpoints[node.name]
+    return open_stream(address, port, chan, where=node.name, headers=origin, **kw)
 
 
-def test_publish_on_the_app_host_reaches_clients_through_nginx_and_every_node(
-    deployment, node_relays
-):
+def test_nginx_spreads_new_streams_over_every_node(deployment):
     nodes = deployment.cluster.by_group("pushpin")
-    chan = channel()
-    streams = [via_node(deployment, node_relays, node, chan) for node in nodes for _ in range(2)]
-    streams += [via_nginx(deployment, chan) for _ in range(2 * len(nodes))]
+    chan = probe_channel()
+    streams = [via_nginx(deployment, chan) for _ in range(2 * len(nodes))]
     try:
         for stream in streams:
             stream.wait_open()
-        _, out = publish(deployment, chan, "fanout", "to-everyone")
-        assert f"published to {len(nodes)} Pushpin node(s)" in out, out
-        missing = []
-        for stream in streams:
-            event = stream.next(timeout=5)
-            if event is None or (event.type, event.data) != ("fanout", "to-everyone"):
-                missing.append(f"{stream.host}:{stream.port} got {event}")
-        assert not missing, f"{len(missing)} of {len(streams)} clients missed the event: {missing}"
     finally:
         for stream in streams:
             stream.close()
-    # nginx spread its streams over every node (its access log names the upstream).
+    # nginx's access log names the upstream of each stream.
     deadline, used = time.monotonic() + 10, set()
     while time.monotonic() < deadline and len(used) < len(nodes):
         _, log = deployment.cluster.exec(deployment.nginx.name, "cat", "/var/log/nginx/access.log")
@@ -792,10 +741,10 @@ def test_publish_on_the_app_host_reaches_clients_through_nginx_and_every_node(
     assert used == {n.address for n in nodes}, f"nginx sent the streams to {used} only"
 
 
-def test_after_a_node_restarts_reconnecting_clients_lose_no_event(deployment, node_relays):
+def test_after_a_node_restarts_reconnecting_clients_lose_no_event(deployment, node_endpoints):
     node = deployment.host("pushpin", 0)
-    chan = channel()
-    first = via_node(deployment, node_relays, node, chan)
+    chan = probe_channel()
+    first = via_node(deployment, node_endpoints, node, chan)
     try:
         first.wait_open()
         publish(deployment, chan, "seq", "0")
@@ -820,7 +769,7 @@ def test_after_a_node_restarts_reconnecting_clients_lose_no_event(deployment, no
 
     # Back on the restarted node and through nginx (any node): exactly what was missed, in order.
     again = [
-        via_node(deployment, node_relays, node, chan, last_event_id=seen.id),
+        via_node(deployment, node_endpoints, node, chan, last_event_id=seen.id),
         via_nginx(deployment, chan, last_event_id=seen.id),
     ]
     try:
@@ -867,6 +816,20 @@ def test_make_verify_passes_on_the_hosts(deployment, tmp_path):
     status, output, rows = run_verify(deployment, tmp_path)
     bad = verify_report.failed(rows)
     assert status == 0 and not bad, f"make verify exited {status}; failed {bad}\n{output[-4000:]}"
+    # The checks this suite leaves to it, made on every host of their group.
+    cluster, target = deployment.cluster, AnsibleTarget
+    made = {(check, where.split(":")[0]) for check, where, _, _ in rows}
+    for role, group in target.groups.items():
+        for host in cluster.by_group(group):
+            for check in ("service running", "own non-root user"):
+                assert (check, host.name) in made, f"no {check!r} row for {host.name}: {rows}"
+            if role in target.listeners:
+                assert ("listening sockets", host.name) in made, f"{host.name}: {rows}"
+    for config in target.config_files:
+        for host in cluster.by_group(target.groups[config.role]):
+            assert ("config = repository", f"{host.name}:{config.path}") in {
+                (c, w) for c, w, _, _ in rows
+            }, f"no row for {config.path} on {host.name}"
     for node in deployment.cluster.by_group("pushpin"):
         held = verify_report.delivered_per_node(rows, node.name)
         assert len(held) == 3, f"{node.name}: expected 3 streams delivered, rows {held}"
@@ -930,7 +893,7 @@ def test_tls_origin_with_http2_after_a_reload(deployment, hosts, tls_dir):
         plain = client.get(f"http://{edge.address}:8080/", follow_redirects=False)
         assert plain.status_code == 301 and plain.headers["location"].startswith("https://")
 
-        chan = channel()
+        chan = probe_channel()
         with client.stream("GET", f"{origin}/events/?channel={chan}") as stream:
             assert stream.status_code == 200, stream.status_code
             lines = stream.iter_lines()  # a read waiting over 10 s fails the test
@@ -950,7 +913,7 @@ def own_project(tmp_path_factory):
 
 
 def test_a_new_project_deploys_and_its_events_reach_every_node(
-    deployment, node_relays, own_project
+    deployment, node_endpoints, own_project
 ):
     """The same hosts, redeployed with app_source_dir: the project the README's block created
     (`django-admin startproject`, a dashboard, a producer). Its page is served through nginx,
@@ -969,7 +932,7 @@ def test_a_new_project_deploys_and_its_events_reach_every_node(
     _, journal = deployment.cluster.exec(app.name, "journalctl", "-u", "ticker", "-n", "50")
     assert "sales.producers.OrdersToday every 1 s" in journal, journal[-1500:]
     nodes = deployment.cluster.by_group("pushpin")
-    streams = [via_node(deployment, node_relays, node, "sales") for node in nodes]
+    streams = [via_node(deployment, node_endpoints, node, "sales") for node in nodes]
     streams += [via_nginx(deployment, "sales") for _ in nodes]
     try:
         for stream in streams:

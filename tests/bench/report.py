@@ -207,7 +207,8 @@ def storm_section(storm: dict) -> list[str]:
 
 
 def markdown(run: dict) -> str:
-    out = [f"# Benchmark ({run['mode']}), {run['started']}", "", f"Machine: {run['machine']}.", ""]
+    kind = run["mode"] + (", partial" if run.get("partial") else "")
+    out = [f"# Benchmark ({kind}), {run['started']}", "", f"Machine: {run['machine']}.", ""]
     if run.get("fanout"):
         out += per_viewer_section(run)
     if run.get("storm"):
@@ -300,6 +301,7 @@ def write(run: dict, results: Path) -> Path:
     (folder / "report.md").write_text(
         text + "\n" + "\n".join(f"![{i}]({i})" for i in images) + "\n"
     )
-    if run["mode"] == "full":  # the README's figures come from a full run only
+    # The README's figures come from a whole full run only.
+    if run["mode"] == "full" and not run.get("partial"):
         (results / "summary.md").write_text(text + "\n")
     return folder

@@ -3,6 +3,8 @@ target in the same run, write results/<run>/ (JSON, Markdown, PNG) and results/s
 
     python -m bench.run --quick        (about 3 minutes)
     python -m bench.run                (about 20 minutes: 20,000 streams held 5 minutes)
+    python -m bench.run --only capacity,fanout --fanout-targets kit --fanout-sizes 1000,5000
+                                       (a part of a run, to compare one change against another)
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ MODES = {
     },
 }
 
+SCENARIOS = ("capacity", "new_streams", "storm", "fanout", "throughput")
+FANOUT_TARGETS = ("kit", "direct", "stock", "asgi")
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
@@ -60,15 +65,51 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: does it run and report")
     parser.add_argument("--keep", action="store_true", help="leave the benchmark stack running")
     parser.add_argument("--results", type=Path, default=BENCH / "results", help="where to write")
+    parser.add_argument(
+        "--only",
+        type=lambda s: s.split(","),
+        default=list(SCENARIOS),
+        help=f"run only these scenarios (comma-separated, of {','.join(SCENARIOS)})",
+    )
+    parser.add_argument(
+        "--fanout-targets",
+        type=lambda s: s.split(","),
+        default=list(FANOUT_TARGETS),
+        help=f"fan-out only against these targets (of {','.join(FANOUT_TARGETS)})",
+    )
+    parser.add_argument(
+        "--fanout-sizes",
+        type=lambda s: [int(n) for n in s.split(",")],
+        help="fan-out subscriber counts instead of the mode's",
+    )
+    parser.add_argument(
+        "--capacity-streams", type=int, help="streams the capacity scenario opens instead"
+    )
     args = parser.parse_args(argv)
+    for chosen, known, option in (
+        (args.only, SCENARIOS, "--only"),
+        (args.fanout_targets, FANOUT_TARGETS, "--fanout-targets"),
+    ):
+        if unknown := set(chosen) - set(known):
+            parser.error(f"{option}: unknown {sorted(unknown)}; choose from {', '.join(known)}")
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    cfg = MODES[mode]
+    cfg = dict(MODES[mode])
+    if args.fanout_sizes:
+        cfg["fanout_sizes"] = args.fanout_sizes
+    if args.capacity_streams:
+        cfg["capacity"] = {**cfg["capacity"], "streams": args.capacity_streams}
+    partial = (
+        args.only != list(SCENARIOS)
+        or args.fanout_targets != list(FANOUT_TARGETS)
+        or cfg != MODES[mode]
+    )
     started = time.monotonic()
     run = {
         "mode": mode,
         "started": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": report.machine(),
         "config": cfg,
+        "partial": partial,
     }
     with tempfile.TemporaryDirectory() as tmp:
         stack = BenchStack(Path(tmp) / "bench.env")
@@ -81,29 +122,32 @@ def main(argv=None) -> int:
         try:
             stack.wait_ready()
             targets = stack.targets()
-            step("capacity (kit)")
-            run["capacity"] = scenarios.capacity(
-                stack, targets["kit"], processes=cfg["processes"], **cfg["capacity"]
-            )
-            step("new streams per link (app, direct, kit)")
-            run["new_streams"] = scenarios.new_streams(
-                [targets[name] for name in ("app", "direct", "kit")],
-                processes=cfg["processes"], **cfg["new_streams"],
-            )  # fmt: skip
-            step("reconnect storm (kit)")
-            run["storm"] = scenarios.storm(
-                stack, targets["kit"], processes=cfg["processes"], **cfg["storm"]
-            )
-            stack.wait_ready_kit()
+            if "capacity" in args.only:
+                step("capacity (kit)")
+                run["capacity"] = scenarios.capacity(
+                    stack, targets["kit"], processes=cfg["processes"], **cfg["capacity"]
+                )
+            if "new_streams" in args.only:
+                step("new streams per link (app, direct, kit)")
+                run["new_streams"] = scenarios.new_streams(
+                    [targets[name] for name in ("app", "direct", "kit")],
+                    processes=cfg["processes"], **cfg["new_streams"],
+                )  # fmt: skip
+            if "storm" in args.only:
+                step("reconnect storm (kit)")
+                run["storm"] = scenarios.storm(
+                    stack, targets["kit"], processes=cfg["processes"], **cfg["storm"]
+                )
+                stack.wait_ready_kit()
             run["fanout"] = []
-            for name in ("kit", "direct", "stock", "asgi"):
+            for name in args.fanout_targets if "fanout" in args.only else ():
                 step(f"fan-out ({name})")
                 run["fanout"] += scenarios.fanout(
                     stack, targets[name], cfg["fanout_sizes"], events=cfg["fanout_events"],
                     rate=cfg["fanout_rate"], connect_rate=500, processes=cfg["processes"],
                 )  # fmt: skip
             run["throughput"] = []
-            for name in ("kit", "direct"):
+            for name in ("kit", "direct") if "throughput" in args.only else ():
                 for subscribers in cfg["throughput"]["subscribers"]:
                     step(f"throughput ({name}, {subscribers} subscribers)")
                     run["throughput"] += scenarios.throughput(

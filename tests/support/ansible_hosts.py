@@ -4,7 +4,6 @@ addressed as ansible/inventories/test says. Plus helpers to run ansible-playbook
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -13,14 +12,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 
-from support.relay import RELAY_SCRIPT as _RELAY
 from support.stack import REPO
 
 # ansible-playbook, ansible-inventory: from the virtualenv running the tests.
@@ -257,36 +254,3 @@ class HostCluster:
         its whole 2 s)."""
         with ThreadPoolExecutor(max_workers=16) as pool:
             return dict(zip(attempts, pool.map(lambda a: self.connect(*a), attempts), strict=True))
-
-    @contextlib.contextmanager
-    def relay(
-        self, host: TestHost, targets: list[tuple[str, int]], first_port: int = 17000
-    ) -> Iterator[dict[tuple[str, int], tuple[str, int]]]:
-        """TCP relays on `host` (a transient unit, stopped on exit) to ports that only that
-        host may reach: yields {(address, port): (host's address, relay port)} for this
-        machine to connect to."""
-        routes = {target: (host.address, first_port + i) for i, target in enumerate(targets)}
-        unit = "rtdash-test-relay"
-        args = [f"{local}:{address}:{port}" for (address, port), (_, local) in routes.items()]
-        status, out = self.exec(
-            host.name,
-            *("systemd-run", f"--unit={unit}", "--collect", "--quiet", "--service-type=exec"),
-            *("python3", "-c", _RELAY, host.address, *args),
-        )
-        assert status == 0, f"{host.name}: the relay did not start: {out}"
-        try:
-            wanted = {f"{address}:{port}" for address, port in routes.values()}
-            deadline = time.monotonic() + 10
-            while True:
-                _, listening = self.exec(host.name, "ss", "-ltnH")
-                found = {line.split()[3] for line in listening.splitlines() if line.strip()}
-                if wanted <= found:
-                    break
-                assert time.monotonic() < deadline, (
-                    f"{host.name}: expected the relay to listen on {sorted(wanted)} within "
-                    f"10 s, it listens on {sorted(found & wanted)}"
-                )
-                time.sleep(0.2)
-            yield routes
-        finally:
-            self.exec(host.name, "systemctl", "stop", unit)

@@ -71,12 +71,20 @@ def test_every_service_runs_as_its_own_non_root_user(target, check):
             rows = target.processes(node)
             wrong = [(pid, comm, user) for user, pid, comm in rows if user != str(want)]
             root = [(pid, comm) for user, pid, comm in rows if user in ("0", "root")]
-            ok = bool(rows) and not wrong and not root and want not in (0, "root")
+            problems = [
+                f"expected every process to run as {want}, found {wrong or 'none'}"
+                if not rows or wrong or root or want in (0, "root") else "",
+                *target.account_problems(node),
+            ]  # fmt: skip
+            commands = {comm for _, _, comm in rows}
+            expected = target.commands.get(role)
+            if expected is not None and commands != expected:
+                problems.append(f"runs {sorted(commands)}, expected {sorted(expected)}")
             check.row(
                 node.name,
-                ok,
+                not any(problems),
                 f"{want}: {len(rows)} processes",
-                detail=f"expected every process to run as {want}, found {wrong or 'none'}",
+                detail="; ".join(p for p in problems if p),
             )
     check.done()
 
@@ -118,12 +126,19 @@ def test_deployed_config_is_the_repository_file(target, check):
                 )
                 continue
             content = deployed.content
+            owner = deployed.user
+            problems = [
+                f"{config.path} differs from the repository's {config.source} "
+                f"(sha256 {hashlib.sha256(expected).hexdigest()[:12]} expected)"
+                if content != expected else "",
+                # Not the service's to change: root's, as every path installs it.
+                f"{config.path} is owned by {owner}, expected root" if owner != "root" else "",
+            ]  # fmt: skip
             check.row(
                 where,
-                content == expected,
-                f"sha256 {hashlib.sha256(content).hexdigest()[:12]}",
-                detail=f"{config.path} differs from the repository's {config.source} "
-                f"(sha256 {hashlib.sha256(expected).hexdigest()[:12]} expected)",
+                not any(problems),
+                f"sha256 {hashlib.sha256(content).hexdigest()[:12]}, {owner}",
+                detail="; ".join(p for p in problems if p),
             )
     check.done()
 
@@ -169,7 +184,7 @@ def test_pushpin_control_ports_are_unreachable_from_the_edge(target, check):
     # one, as the test hosts), that host's own internal listeners (the exporter) answer there
     # by design: the listening-sockets check holds them to that address.
     own = {
-        int(listener.rsplit(":", 1)[1])
+        int(listener.split()[0].rsplit(":", 1)[1])
         for edge in target.nodes("nginx")
         if edge.address == host
         for listener in target.listeners.get("nginx", ())
@@ -197,7 +212,8 @@ def test_health_and_metrics_answer_on_internal_addresses_only(target, check):
                     continue  # compose runs nginx's exporter only with MONITORING=1
                 check.row(node.name, False, detail=f"not running ({node.state})")
                 continue
-            if role == "nginx" and f"ADDR:{port}" not in target.listeners.get("nginx", ()):
+            listening = {a.split()[0] for a in target.listeners.get("nginx", ())}
+            if role == "nginx" and f"ADDR:{port}" not in listening:
                 continue
             url = f"http://{node.address}:{port}/metrics"
             status, code = http_probe(node, url)

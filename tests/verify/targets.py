@@ -93,8 +93,12 @@ class Target:
     kind = ""
     # role -> the uid (int) or user name (str) its processes must all run as.
     users: dict[str, int | str] = {}
-    # role -> listening sockets ("ADDR" stands for the node's internal address).
+    # role -> listening sockets ("ADDR" stands for the node's internal address; "(unit)" after
+    # one: opened by that other service on the same host, where the target can tell).
     listeners: dict[str, set[str]] = {}
+    # role -> the commands its processes run, exactly, where the target can tell them apart
+    # from the check's own (systemd units); not checked where absent.
+    commands: dict[str, set[str]] = {}
     config_files: list[ConfigFile] = []
     # The command that runs the app's manage.py on an app node.
     manage = "python manage.py"
@@ -147,6 +151,10 @@ class Target:
         container or pod (including the check's own, which runs as the image's user)."""
         rows = node.host.check_output("ps -eo euid=,pid=,comm=").splitlines()
         return [tuple(line.split(None, 2)) for line in rows if line.strip()]
+
+    def account_problems(self, node: Node) -> list[str]:
+        """What is wrong with the account the role runs as, beyond its uid (checked apart)."""
+        return []
 
     def listening(self, node: Node) -> set[str]:
         out = node.host.check_output("ss -ltnH")
@@ -283,6 +291,9 @@ class ComposeTarget(Target):
 
 # -- Ansible -------------------------------------------------------------------------------
 
+# The shells of accounts nobody logs in as.
+NO_LOGIN_SHELLS = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
+
 
 def ansible_options(args: str) -> dict[str, str]:
     """ANSIBLE_ARGS (as `make deploy` takes them) as the environment ansible-inventory and the
@@ -365,9 +376,15 @@ class AnsibleTarget(Target):
         "nginx": "nginx.service",
     }
     listeners = {
-        "app": {"ADDR:8000", "ADDR:9808", "ADDR:9809"},
+        "app": {"ADDR:8000", "ADDR:9808", "ADDR:9809 (ticker.service)"},
         "pushpin": PUSHPIN_LISTENERS,
-        "nginx": {"0.0.0.0:8080", "[::]:8080", "ADDR:9113"},
+        "nginx": {"0.0.0.0:8080", "[::]:8080", "ADDR:9113 (prometheus-nginx-exporter.service)"},
+    }
+    commands = {
+        "app": {"gunicorn"},
+        "ticker": {"python"},
+        "pushpin": {"pushpin", "condure", "zurl", "pushpin-proxy", "pushpin-handler"},
+        "nginx": {"nginx"},
     }
     config_files = [
         *PUSHPIN_CONFIG,
@@ -427,11 +444,40 @@ class AnsibleTarget(Target):
                 backend=f"ansible://{name}?ansible_inventory={self.inventory}",
                 address=self.hostvars(name).get("rtdash_internal_address", ""),
             )
-            service = node.host.service(self.units[role])
-            node.running = service.is_running
-            node.state = "running" if node.running else f"{self.units[role]} not running"
+            unit = self.units[role]
+            service = node.host.service(unit)
+            # Running and enabled: a service that would not come back after a reboot fails.
+            node.running = service.is_running and service.is_enabled
+            node.state = (
+                "running, enabled"
+                if node.running
+                else f"{unit} not running"
+                if not service.is_running
+                else f"{unit} running but not enabled (not started at boot)"
+            )
             nodes.append(node)
         return nodes
+
+    def account_problems(self, node: Node) -> list[str]:
+        account = node.host.user(self.users[node.role])
+        if not account.exists:
+            return [f"user {account.name} does not exist"]
+        if account.shell not in NO_LOGIN_SHELLS:
+            return [f"user {account.name} can log in (shell {account.shell})"]
+        return []
+
+    def listening(self, node: Node) -> set[str]:
+        """Listening sockets, each naming the unit that opened it when that is not the role's
+        own (ss -e: the socket's cgroup)."""
+        found = set()
+        for line in node.host.check_output("ss -ltneH").splitlines():
+            if not line.strip() or line.split()[3].startswith("127.0.0.11:"):  # Docker's DNS
+                continue
+            unit = re.search(r"cgroup:\S*/([^/\s]+)", line)
+            owner = unit.group(1) if unit else "no unit"
+            address = line.split()[3]
+            found.add(address if owner == self.units[node.role] else f"{address} ({owner})")
+        return found
 
     def processes(self, node: Node) -> list[tuple[str, str, str]]:
         """(user, pid, command) of every process systemd counts in the role's unit."""
