@@ -45,7 +45,7 @@ from support.ansible_hosts import (
 from support.monitoring import wait_query
 from support.sse import SSEStream, open_stream, probe_channel
 from support.stack import REPO
-from verify.targets import AnsibleTarget
+from verify.targets import AnsibleTarget, listening_units
 
 pytestmark = pytest.mark.slow
 
@@ -327,15 +327,7 @@ def test_the_monitoring_host_listens_on_its_internal_address_only(deployment, ho
     """(The other hosts' listeners, each with the unit that opened it: `make verify`'s
     "listening sockets".)"""
     for test_host, host in group_hosts(deployment, hosts, "monitoring"):
-        got = {}
-        # -e: each socket's owner uid and cgroup (the systemd unit that opened it).
-        for line in host.check_output("ss -ltneH").splitlines():
-            address = line.split()[3]
-            if address.startswith("127.0.0.11:"):  # Docker's embedded DNS, not the host's
-                continue
-            unit = re.search(r"cgroup:\S*/([^/\s]+)", line)
-            uid = re.search(r"uid:(\d+)", line)
-            got[address] = (unit.group(1) if unit else "?", int(uid.group(1)) if uid else 0)
+        got = listening_units(host)
         want = {f"{test_host.address}:9090": ("prometheus.service", host.user("prometheus").uid)}
         assert got == want, f"{test_host.name}: expected listeners {want}, got {got}"
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 import hashlib
 
 from support.stack import REPO
-from verify.targets import APP_PORT, CONTROL_PORTS, METRICS_PORTS, ROLES, STREAM_PORT, connects
+from verify.targets import (
+    APP_PORT,
+    CONTROL_PORTS,
+    METRICS_PORTS,
+    ROLES,
+    STREAM_PORT,
+    connects,
+    listener_address,
+)
 
 # One HTTP request from a host: "<status> <curl exit>" ("000 7": refused, "000 28": no answer).
 # python3 where the host has no curl (every Ansible-managed host has python3).
@@ -184,7 +192,7 @@ def test_pushpin_control_ports_are_unreachable_from_the_edge(target, check):
     # one, as the test hosts), that host's own internal listeners (the exporter) answer there
     # by design: the listening-sockets check holds them to that address.
     own = {
-        int(listener.split()[0].rsplit(":", 1)[1])
+        int(listener_address(listener).rsplit(":", 1)[1])
         for edge in target.nodes("nginx")
         if edge.address == host
         for listener in target.listeners.get("nginx", ())
@@ -212,7 +220,7 @@ def test_health_and_metrics_answer_on_internal_addresses_only(target, check):
                     continue  # compose runs nginx's exporter only with MONITORING=1
                 check.row(node.name, False, detail=f"not running ({node.state})")
                 continue
-            listening = {a.split()[0] for a in target.listeners.get("nginx", ())}
+            listening = {listener_address(a) for a in target.listeners.get("nginx", ())}
             if role == "nginx" and f"ADDR:{port}" not in listening:
                 continue
             url = f"http://{node.address}:{port}/metrics"

@@ -34,6 +34,15 @@ CONTROL_PORTS = (5560, 5561, 5562, 5563)
 METRICS_PORTS = {"app": 9808, "ticker": 9809, "pushpin": 9810, "nginx": 9113}
 
 
+# Docker's embedded DNS listens inside every container (and test host) on 127.0.0.11.
+DOCKER_DNS = "127.0.0.11:"
+
+
+def listener_address(listener: str) -> str:
+    """A `listeners` entry without the "(unit)" that may follow its address."""
+    return listener.split()[0]
+
+
 class TargetError(Exception):
     """The target cannot be named or reached as given (a usage error, not a failed check)."""
 
@@ -159,8 +168,7 @@ class Target:
     def listening(self, node: Node) -> set[str]:
         out = node.host.check_output("ss -ltnH")
         found = {line.split()[3] for line in out.splitlines() if line.strip()}
-        # Docker's embedded DNS listens inside every container on 127.0.0.11.
-        return {address for address in found if not address.startswith("127.0.0.11:")}
+        return {address for address in found if not address.startswith(DOCKER_DNS)}
 
     def published_ports(self) -> list[tuple[str, str, str, str]] | None:
         """(service, port, host address, host port) of every port the deployment publishes
@@ -290,6 +298,23 @@ class ComposeTarget(Target):
 
 
 # -- Ansible -------------------------------------------------------------------------------
+
+
+def listening_units(host) -> dict[str, tuple[str, int]]:
+    """{address: (systemd unit that opened it, owner uid)} of a host's listening TCP sockets
+    (ss -e: each socket's cgroup and uid)."""
+    found = {}
+    for line in host.check_output("ss -ltneH").splitlines():
+        if not line.strip() or line.split()[3].startswith(DOCKER_DNS):
+            continue
+        unit = re.search(r"cgroup:\S*/([^/\s]+)", line)
+        uid = re.search(r"uid:(\d+)", line)
+        found[line.split()[3]] = (
+            unit.group(1) if unit else "no unit",
+            int(uid.group(1)) if uid else 0,
+        )
+    return found
+
 
 # The shells of accounts nobody logs in as.
 NO_LOGIN_SHELLS = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
@@ -468,16 +493,12 @@ class AnsibleTarget(Target):
 
     def listening(self, node: Node) -> set[str]:
         """Listening sockets, each naming the unit that opened it when that is not the role's
-        own (ss -e: the socket's cgroup)."""
-        found = set()
-        for line in node.host.check_output("ss -ltneH").splitlines():
-            if not line.strip() or line.split()[3].startswith("127.0.0.11:"):  # Docker's DNS
-                continue
-            unit = re.search(r"cgroup:\S*/([^/\s]+)", line)
-            owner = unit.group(1) if unit else "no unit"
-            address = line.split()[3]
-            found.add(address if owner == self.units[node.role] else f"{address} ({owner})")
-        return found
+        own."""
+        own = self.units[node.role]
+        return {
+            address if unit == own else f"{address} ({unit})"
+            for address, (unit, _) in listening_units(node.host).items()
+        }
 
     def processes(self, node: Node) -> list[tuple[str, str, str]]:
         """(user, pid, command) of every process systemd counts in the role's unit."""
