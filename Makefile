@@ -161,8 +161,8 @@ deploy-k8s: ## Apply a Kubernetes overlay to kubectl's current context (OVERLAY=
 monitoring-k8s: venv ## Regenerate k8s/components/monitoring/prometheusrule.yaml from monitoring/rules.yml
 	@$(BIN)/python monitoring/render-prometheusrule > k8s/components/monitoring/prometheusrule.yaml
 
-bench: venv prepare ## Benchmark at scale, side by side (about 20 min; results in tests/bench/results)
+bench: venv base-image ## Benchmark at scale, side by side (about 20 min; results in tests/bench/results)
 	@cd tests && $(BIN)/python -m bench.run
 
-bench-quick: venv prepare ## Benchmark, small sizes (about 3 min)
+bench-quick: venv base-image ## Benchmark, small sizes (about 3 min)
 	@cd tests && $(BIN)/python -m bench.run --quick

@@ -79,3 +79,65 @@ def test_a_wrong_input_stops_the_role_naming_it(tmp_path, role, extra, named):
     assert "fatal:" in failed and named in failed, (
         f"{role} with {extra}: expected the argument check to name {named}:\n{failed[-3000:]}"
     )
+
+
+def run_settings_check(tmp_path, app_settings: dict) -> str:
+    """The app role's first task (its settings check: an assert, run on the controller) with
+    the role's defaults and vars, for a host that does not exist: a check that passes lets the
+    next task try to reach it."""
+    role = ANSIBLE_DIR / "roles" / "app"
+    play = [
+        {
+            "hosts": "all",
+            "gather_facts": False,
+            "vars_files": [
+                str(role / "defaults" / "main.yml"),
+                *(str(p) for p in sorted((role / "vars" / "main").glob("*.yml"))),
+            ],
+            "tasks": [{"ansible.builtin.import_tasks": str(role / "tasks" / "main.yml")}],
+        }
+    ]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    given = {
+        "app_django_secret_key": "d" * 40,
+        "app_pushpin_sig_key": "p" * 24,
+        "app_pushpin_control_urls": ["http://10.99.0.21:5561"],
+        "app_settings": app_settings,
+    }
+    result = subprocess.run(
+        [
+            str(ANSIBLE_BIN / "ansible-playbook"),
+            *("-i", "rtdash-argspec-nowhere,", "-c", "community.docker.docker"),
+            *("play.yml", "-e", json.dumps(given)),
+        ],
+        cwd=tmp_path,
+        env=clean_env(ANSIBLE_ROLES_PATH=str(ANSIBLE_DIR / "roles")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = result.stdout + result.stderr
+    assert "TASK [Check the app's settings]" in out, out[-3000:]
+    check = out.split("TASK [Check the app's settings]", 1)[1]
+    return check.split("TASK [", 1)[0], "TASK [" in check
+
+
+@pytest.mark.parametrize(
+    ("app_settings", "named"),
+    [
+        ({"METRICS_PORT": "9900"}, "given: METRICS_PORT"),
+        ({"PUSHPIN_METRICS_PORT": "9911"}, "given: PUSHPIN_METRICS_PORT"),
+        ({"REALTIME_REPLAY_MAX_EVENT": "5"}, "unknown: REALTIME_REPLAY_MAX_EVENT"),
+    ],
+    ids=["kit-port", "pushpin-port", "misspelt"],
+)
+def test_app_settings_may_not_set_the_kits_ports_or_unknown_names(tmp_path, app_settings, named):
+    check, went_on = run_settings_check(tmp_path, app_settings)
+    assert "fatal:" in check and named in check, check
+    assert not went_on, f"a task past the check ran:\n{check}"
+
+
+def test_declared_app_settings_pass_the_check(tmp_path):
+    check, went_on = run_settings_check(tmp_path, {"REALTIME_REPLAY_MAX_EVENTS": "50"})
+    assert "ok: [" in check and went_on, f"the check refused declared settings:\n{check}"

@@ -33,8 +33,11 @@ def test_every_rendered_copy_is_up_to_date():
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_passes_every_setting_to_every_app_container():
-    env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 40, "PUSHPIN_SIG_KEY": "y" * 20}
+FIXED = {s.name: s.default for s in conf.SETTINGS if s.fixed}
+
+
+def compose_services(**environ) -> dict:
+    env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 40, "PUSHPIN_SIG_KEY": "y" * 20, **environ}
     config = subprocess.run(
         [
             "docker",
@@ -50,13 +53,26 @@ def test_compose_passes_every_setting_to_every_app_container():
         env=env,
         check=True,
     )
-    services = json.loads(config.stdout)["services"]
+    return json.loads(config.stdout)["services"]
+
+
+def test_compose_passes_every_setting_to_every_app_container():
+    services = compose_services()
     for name in APP_IMAGE_SERVICES:
         missing = PASSED - set(services[name]["environment"])
         assert not missing, f"compose's {name} does not get {sorted(missing)}"
     ticker = services["ticker"]["environment"]
     for setting in ("TICKER_HEARTBEAT_FILE", "OPS_METRICS_URLS"):
         assert ticker.get(setting), f"compose's ticker gets no {setting}"
+
+
+def test_the_kits_ports_are_no_knob_for_compose():
+    # Prometheus, the firewall and the NetworkPolicies are written for these ports: a value in
+    # the shell or compose/.env must not move one of them away from what they expect.
+    services = compose_services(**{name: "19999" for name in FIXED})
+    for name in APP_IMAGE_SERVICES:
+        given = {k: services[name]["environment"][k] for k in FIXED}
+        assert given == FIXED, f"compose's {name} took a port from the environment: {given}"
 
 
 @pytest.mark.parametrize("overlay", ["dev", "prod"])
@@ -85,7 +101,8 @@ def test_kubernetes_passes_every_setting_to_every_app_container(overlay):
 
 def test_ansible_writes_every_setting_into_the_app_environment():
     role = REPO / "ansible" / "roles" / "app"
-    defaults = yaml.safe_load((role / "vars/main/settings.yml").read_text())["app_setting_defaults"]
+    rendered = yaml.safe_load((role / "vars/main/settings.yml").read_text())
+    defaults = rendered["app_setting_defaults"] | rendered["app_fixed_settings"]
     wired = yaml.safe_load((role / "vars/main/derived.yml").read_text())["app_wired_settings"]
     assert set(defaults) == PASSED - SECRETS, (
         f"vars/main/settings.yml: extra {sorted(set(defaults) - PASSED)}, "

@@ -416,7 +416,7 @@ class AnsibleTarget(Target):
         *_files(
             "pushpin",
             PUSHPIN_KIT_DIR,
-            ["run-pushpin", "render-config", "healthcheck", "sig-key-rules"],
+            ["run-pushpin", "render-config", "healthcheck", "declared"],
             "pushpin",
         ),
         *NGINX_CONFIG,

@@ -30,7 +30,7 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from . import metrics
+from . import conf, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,11 @@ MAX_BATCH = 100
 # ... but answers 400 to a body above push_in_max_body_size (1,000,000 in pushpin/pushpin.conf),
 # failing every item in it: a batch stops short of this many bytes (a bigger item goes alone).
 MAX_BATCH_BYTES = 512 * 1024
-QUEUE_BYTES = 16 * 1024 * 1024  # PUSHPIN_PUBLISH_QUEUE_BYTES' default
+# The publisher's limits when a caller gives none: the settings' declared defaults.
+TIMEOUT, QUEUE_SIZE, QUEUE_BYTES = (
+    conf.BY_NAME[f"PUSHPIN_PUBLISH_{limit}"].parse({})
+    for limit in ("TIMEOUT", "QUEUE_SIZE", "QUEUE_BYTES")
+)
 # While a control host does not resolve, it is looked up again this soon rather than after the
 # whole TTL (a DNS blip heals fast), and at most this often (a dead resolver is not hammered).
 RESOLVE_RETRY = 0.25
@@ -286,9 +290,9 @@ class PushpinCluster:
     def __init__(
         self,
         control_urls: list[str],
-        timeout: float = 2.0,
+        timeout: float = TIMEOUT,
         resolve_ttl: float = 1.0,
-        queue_size: int = 10000,
+        queue_size: int = QUEUE_SIZE,
         queue_bytes: int = QUEUE_BYTES,
     ):
         if not control_urls:
@@ -524,8 +528,8 @@ class HostedGripPublisher(PushpinCluster):
     def __init__(
         self,
         grip_url: str,
-        timeout: float = 2.0,
-        queue_size: int = 10000,
+        timeout: float = TIMEOUT,
+        queue_size: int = QUEUE_SIZE,
         queue_bytes: int = QUEUE_BYTES,
     ):
         from . import grip

@@ -36,6 +36,10 @@ class Setting:
     choices: tuple[str, ...] = field(default=())
     # A secret's rule (each value of a list): at least this many characters, never REFUSED.
     min_length: int = 0
+    # One of the kit's ports: every deployment path passes the declared value and none offers
+    # an override (Prometheus, the firewall rules and the NetworkPolicies are written for it);
+    # another value is for running the package outside the kit.
+    fixed: bool = False
 
     def parse(self, environ=os.environ):
         raw = environ.get(self.name)
@@ -206,9 +210,11 @@ SETTINGS = [
         "PUSHPIN_METRICS_PORT",
         "9810",
         "each Pushpin node's metrics port "
-        "(pushpin.conf's prometheus_port); the ops figures read it",
+        "(pushpin.conf's prometheus_port, which run-pushpin sets from this); the ops figures "
+        "read it",
         kind="int",
         read_by=(TICKER, COMMANDS),
+        fixed=True,
     ),
     # -- Streams ---------------------------------------------------------------------------------
     Setting(
@@ -314,6 +320,7 @@ SETTINGS = [
         "the app's metrics port (gunicorn's master adds up every worker)",
         kind="int",
         read_by=(GUNICORN,),
+        fixed=True,
     ),
     Setting(
         "TICKER_METRICS_PORT",
@@ -321,6 +328,7 @@ SETTINGS = [
         "the producer loop's metrics port",
         kind="int",
         read_by=(TICKER,),
+        fixed=True,
     ),
     Setting(
         "OPS_METRICS_URLS",
@@ -429,6 +437,8 @@ def compose_env() -> str:
         if setting.name in REQUIRED_SECRETS:
             missing = f"{setting.name} is not set - run `make up`, which generates compose/.env"
             value = f"${{{setting.name}:?{missing}}}"
+        elif setting.fixed:
+            value = setting.default
         else:
             value = f"${{{setting.name}:-{setting.default}}}"
         lines.append(f"{setting.name}={value}")
@@ -452,9 +462,12 @@ def ansible_defaults() -> str:
         "app_setting_defaults:",
     ]
     for setting in passed():
-        if not setting.secret:
+        if not (setting.secret or setting.fixed):
             lines.append(f"  {setting.name}: {json.dumps(setting.default)}")
     lines += [
+        "# The kit's ports: written into app.env after app_settings, which may not name them.",
+        "app_fixed_settings:",
+        *(f"  {s.name}: {json.dumps(s.default)}" for s in passed() if s.fixed),
         "# The secrets, which app_settings may set too (from the vault), and their rules: at least",
         "# this many characters (0: any), never app_refused_secret. Preflight reads them.",
         "app_secret_rules:",
@@ -472,14 +485,17 @@ def secret_rule(name: str) -> str:
     return f"at least {setting.min_length} characters, never '{REFUSED_SECRET}'"
 
 
-def pushpin_rules() -> str:
-    """The Pushpin signing key's rule for run-pushpin (sourced; the node's own check)."""
+def pushpin_declared() -> str:
+    """What a Pushpin node takes from the app's declaration, for run-pushpin (sourced): the
+    signing key's rule (the node's own check) and the metrics port the ops figures read."""
     setting = BY_NAME["PUSHPIN_SIG_KEY"]
     return (
         f"# {GENERATED}\n"
-        "# PUSHPIN_SIG_KEY's rule, the same the app enforces (sourced by run-pushpin).\n"
+        "# PUSHPIN_SIG_KEY's rule, the same the app enforces, and the node's metrics port\n"
+        "# (sourced by run-pushpin).\n"
         f"sig_key_min_length={setting.min_length}\n"
         f"sig_key_refused={REFUSED_SECRET}\n"
+        f"metrics_port={BY_NAME['PUSHPIN_METRICS_PORT'].default}\n"
     )
 
 
@@ -497,6 +513,8 @@ def markdown_table() -> str:
         )
         if setting.per_deployment:
             default += " (set per deployment)"
+        if setting.fixed:
+            default += " (the kit's port: fixed in every deployment path)"
         meaning = "; ".join(filter(None, [setting.meaning, secret_rule(setting.name)]))
         meaning = meaning.replace("|", "\\|")
         rows.append(f"| `{setting.name}` | {default} | {meaning} | {', '.join(setting.read_by)} |")
