@@ -345,10 +345,8 @@ def storm(
             "missing_sample": [m[:10] for m in missing if m][:5],
             "duplicated": duplicated,
             "refusals": report["failures"],
-            "publisher": {
-                node: {k: v for k, v in n.items() if k != "last_error"}
-                for node, n in summary["nodes"].items()
-            },
+            # Per node: published, failed and (when one failed) the last failure's reason.
+            "publisher": summary["nodes"],
             "app_requests": app_requests,
             "app_requests_per_s": round(app_requests / max(window_end - killed_at, 1), 1),
         }

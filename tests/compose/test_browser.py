@@ -26,17 +26,26 @@ def browser():
         yield driver
 
 
-def open_dashboard(browser, stack):
+# The live stat's text, read in the page in one step: every update swaps its element for a new
+# one, so a reference held between finding it and reading it can go stale.
+STAT_TEXT = """
+const stat = document.querySelector('[sse-swap$="componentload"] h2');
+return stat ? stat.innerText.trim() : null;
+"""
+
+
+def stat_text(browser, why: str) -> str:
+    """The live stat's value once the page shows one (fails naming `why` after 15 s)."""
+    return WebDriverWait(browser, 15).until(lambda d: d.execute_script(STAT_TEXT), message=why)
+
+
+def open_dashboard(browser, stack) -> str:
     browser.get(f"http://127.0.0.1:{stack.http_port}/")
-    stat = WebDriverWait(browser, 15).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, '[sse-swap$="componentload"] h2')
-    )
-    return stat
+    return stat_text(browser, "the live stat shows no value")
 
 
 def test_dashboard_shows_a_stat_served_through_nginx(browser, stack):
-    stat = open_dashboard(browser, stack)
-    assert stat.text.strip(), "the live stat shows no value"
+    open_dashboard(browser, stack)
     sources = [
         s.get_attribute("src") for s in browser.find_elements(By.CSS_SELECTOR, "script[src]")
     ]
@@ -114,10 +123,7 @@ def test_a_tab_that_missed_more_than_the_replay_limit_reloads_with_current_value
             lambda d: d.execute_script("return window.performance.timeOrigin") != page_id,
             message="the tab did not reload after missing more than the replay limit",
         )
-        stat = WebDriverWait(browser, 15).until(
-            lambda d: d.find_element(By.CSS_SELECTOR, '[sse-swap$="componentload"] h2')
-        )
-        assert stat.text.strip(), "the reloaded tab shows no value"
+        stat_text(browser, "the reloaded tab shows no value")
         browser.execute_script(RECORD_STAT_TEXTS)
         WebDriverWait(browser, 20).until(
             lambda d: len(d.execute_script("return window.__statTexts")) > 1,
