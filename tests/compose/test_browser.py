@@ -7,7 +7,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from support.browser import chromium, requests_to
+from support.browser import chromium, requests_to, text_of
 
 pytestmark = pytest.mark.slow
 
@@ -26,17 +26,11 @@ def browser():
         yield driver
 
 
-# The live stat's text, read in the page in one step: every update swaps its element for a new
-# one, so a reference held between finding it and reading it can go stale.
-STAT_TEXT = """
-const stat = document.querySelector('[sse-swap$="componentload"] h2');
-return stat ? stat.innerText.trim() : null;
-"""
-
-
 def stat_text(browser, why: str) -> str:
     """The live stat's value once the page shows one (fails naming `why` after 15 s)."""
-    return WebDriverWait(browser, 15).until(lambda d: d.execute_script(STAT_TEXT), message=why)
+    return WebDriverWait(browser, 15).until(
+        lambda d: text_of(d, '[sse-swap$="componentload"] h2'), message=why
+    )
 
 
 def open_dashboard(browser, stack) -> str:

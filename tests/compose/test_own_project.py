@@ -11,9 +11,12 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from support.browser import chromium
+from support.browser import chromium, text_of
 from support.own_project import DASHBOARD_PATH, run_block
 from support.stack import new_stack
+
+# The project's live stat (its orders count).
+STAT = "[sse-swap$='componentorders'] h2"
 
 pytestmark = pytest.mark.slow
 
@@ -41,19 +44,13 @@ def own_stack(docker_client, tmp_path_factory):
 def test_the_new_projects_stat_changes_in_the_browser_without_a_reload(own_stack):
     with chromium() as browser:
         browser.get(f"http://127.0.0.1:{own_stack.http_port}{DASHBOARD_PATH}")
-        stat = WebDriverWait(browser, 20).until(
-            lambda d: d.find_element(By.CSS_SELECTOR, "[sse-swap$='componentorders'] h2")
-        )
+        WebDriverWait(browser, 20).until(lambda d: text_of(d, STAT) is not None)
+        first = text_of(browser, STAT)
         page_id = browser.execute_script("return window.performance.timeOrigin")
-        first = stat.text
-        WebDriverWait(browser, 20).until(
-            lambda d: (
-                d.find_element(By.CSS_SELECTOR, "[sse-swap$='componentorders'] h2").text
-                not in ("", first)
-            ),
+        counted = WebDriverWait(browser, 20).until(
+            lambda d: (text := text_of(d, STAT)) not in (None, "", first) and text,
             message=f"the producer's count never replaced {first!r} on the page",
         )
-        counted = browser.find_element(By.CSS_SELECTOR, "[sse-swap$='componentorders'] h2").text
         assert counted.isdigit() and int(counted) > 0, f"the stat shows {counted!r}"
         assert browser.execute_script("return window.performance.timeOrigin") == page_id
         connect = browser.find_element(By.TAG_NAME, "body").get_attribute("sse-connect")

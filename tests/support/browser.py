@@ -61,3 +61,13 @@ def requests_to(driver, fragment: str) -> list[tuple[str, dict]]:
             if fragment in request["url"]:
                 found.append((request["url"], request.get("headers", {})))
     return found
+
+
+def text_of(driver, selector: str) -> str | None:
+    """The trimmed text of the first element matching `selector` (None: no such element), read
+    in the page in one step: an SSE swap replaces live elements, so a reference held between
+    finding an element and reading it can go stale."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : null;",
+        selector,
+    )
