@@ -55,21 +55,25 @@ def play_of(role: str) -> list[dict]:
     return [{"hosts": "all", "gather_facts": False, "tasks": [check]}]
 
 
-@pytest.mark.parametrize(("role", "extra", "named"), CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
-def test_a_wrong_input_stops_the_role_naming_it(tmp_path, role, extra, named):
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(play_of(role)))
-    env = clean_env(ANSIBLE_ROLES_PATH=str(ANSIBLE_DIR / "roles"))
+def run_play(tmp_path, play: list[dict], extra_vars: dict) -> subprocess.CompletedProcess:
+    """ansible-playbook on `play` for a host that does not exist (a task that reached it would
+    fail unreachable), with the kit's roles and `extra_vars`."""
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     nowhere = ["-i", "rtdash-argspec-nowhere,", "-c", "community.docker.docker"]
-    extra_vars = json.dumps({**extra, "wrong": extra})
-    result = subprocess.run(
-        [str(ANSIBLE_BIN / "ansible-playbook"), *nowhere, "play.yml", "-e", extra_vars],
+    return subprocess.run(
+        [str(ANSIBLE_BIN / "ansible-playbook"), *nowhere, "play.yml", "-e", json.dumps(extra_vars)],
         cwd=tmp_path,
-        env=env,
+        env=clean_env(ANSIBLE_ROLES_PATH=str(ANSIBLE_DIR / "roles")),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+@pytest.mark.parametrize(("role", "extra", "named"), CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
+def test_a_wrong_input_stops_the_role_naming_it(tmp_path, role, extra, named):
+    result = run_play(tmp_path, play_of(role), {**extra, "wrong": extra})
     out = result.stdout + result.stderr
     assert result.returncode != 0, f"{role} accepted {extra}:\n{out[-3000:]}"
     # The failure is the argument check, before any task of the role ran.
@@ -81,10 +85,10 @@ def test_a_wrong_input_stops_the_role_naming_it(tmp_path, role, extra, named):
     )
 
 
-def run_settings_check(tmp_path, app_settings: dict) -> str:
+def run_settings_check(tmp_path, app_settings: dict) -> tuple[str, bool]:
     """The app role's first task (its settings check: an assert, run on the controller) with
     the role's defaults and vars, for a host that does not exist: a check that passes lets the
-    next task try to reach it."""
+    next task try to reach it. (Its output, whether a task after it ran.)"""
     role = ANSIBLE_DIR / "roles" / "app"
     play = [
         {
@@ -97,26 +101,13 @@ def run_settings_check(tmp_path, app_settings: dict) -> str:
             "tasks": [{"ansible.builtin.import_tasks": str(role / "tasks" / "main.yml")}],
         }
     ]
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
     given = {
         "app_django_secret_key": "d" * 40,
         "app_pushpin_sig_key": "p" * 24,
         "app_pushpin_control_urls": ["http://10.99.0.21:5561"],
         "app_settings": app_settings,
     }
-    result = subprocess.run(
-        [
-            str(ANSIBLE_BIN / "ansible-playbook"),
-            *("-i", "rtdash-argspec-nowhere,", "-c", "community.docker.docker"),
-            *("play.yml", "-e", json.dumps(given)),
-        ],
-        cwd=tmp_path,
-        env=clean_env(ANSIBLE_ROLES_PATH=str(ANSIBLE_DIR / "roles")),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_play(tmp_path, play, given)
     out = result.stdout + result.stderr
     assert "TASK [Check the app's settings]" in out, out[-3000:]
     check = out.split("TASK [Check the app's settings]", 1)[1]

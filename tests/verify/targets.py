@@ -166,9 +166,7 @@ class Target:
         return []
 
     def listening(self, node: Node) -> set[str]:
-        out = node.host.check_output("ss -ltnH")
-        found = {line.split()[3] for line in out.splitlines() if line.strip()}
-        return {address for address in found if not address.startswith(DOCKER_DNS)}
+        return set(listening_units(node.host))
 
     def published_ports(self) -> list[tuple[str, str, str, str]] | None:
         """(service, port, host address, host port) of every port the deployment publishes
