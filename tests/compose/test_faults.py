@@ -7,10 +7,11 @@ import itertools
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from support.faults import Timeline, phase_report, print_table, save
+from support.faults import Timeline, phase_report, print_table, refusing, save
 from support.sse import Follower, SSEStream
 
 pytestmark = pytest.mark.slow
@@ -199,3 +200,55 @@ def test_a_client_older_than_storage_gets_an_explicit_reset(stack):
         )
     finally:
         stream.close()
+
+
+def test_a_node_that_missed_the_last_publish_delivers_it_with_no_later_publish(stack):
+    """The last event of a burst that one node did not get (refused) reaches that node's
+    streams within PUSHPIN_RESYNC_SECONDS (3) + Pushpin's message_wait (5): the publisher
+    re-announces the channel's newest id once it is quiet. Without it, the streams would wait for
+    the next event or REALTIME_STREAM_REFRESH_SECONDS (30 minutes)."""
+    channel = f"probe-resync-{uuid.uuid4().hex[:8]}"
+    reached, missed = [c for c in stack.containers("pushpin") if c.status == "running"][:2]
+    host = {"Host": f"127.0.0.1:{stack.http_port}"}
+    streams = {
+        node.name: SSEStream(
+            stack.address(node, "streams"), 7999, f"/events/?channel={channel}", headers=host
+        )
+        for node in (reached, missed)
+    }
+    try:
+        for stream in streams.values():
+            assert stream.status == 200, stream.status
+            stream.wait_open()
+        # A node's first stream on a channel makes it re-ask the app 1 s later (Pushpin's
+        # SUBSCRIBED_DELAY, for items published while it subscribed), which would fetch the event.
+        time.sleep(2)
+        with ThreadPoolExecutor(1) as pool:
+            with refusing(missed, 5561):  # its publish port
+                # One event, then the resync on schedule, as a long-lived publisher sends it.
+                probe = pool.submit(
+                    stack.manage, "probe_publish", channel, "--count", "1", "--rate", "1"
+                )
+                first = streams[reached.name].collect(1, timeout=30)
+                assert [e.data for e in first][:1] and json.loads(first[0].data)["seq"] == 1, (
+                    f"the node that was reachable did not deliver the event: {first}"
+                )
+            started = time.monotonic()
+            late = streams[missed.name].collect(1, timeout=15)
+            waited = time.monotonic() - started
+            result = probe.result(timeout=60)
+        assert result.returncode == 0, result.stderr[-2000:]
+        summary = json.loads(result.stdout.splitlines()[-1])
+        failed = {node: s["failed"] for node, s in summary["nodes"].items() if s["failed"]}
+        assert list(failed.values()) == [1], f"the refused publish was not counted: {summary}"
+        assert summary["resyncs"] == 1, summary
+        assert late and json.loads(late[0].data)["seq"] == 1, (
+            f"{missed.name} missed the channel's last publish and never delivered it: {late}"
+        )
+        assert late[0].id == f"{channel}:1", late[0]
+        assert waited < 10, f"the missed event took {waited:.1f} s"
+        for name, stream in streams.items():  # exactly once: no event after it
+            assert stream.collect(1, timeout=1) == [], f"{name} delivered more than one event"
+    finally:
+        for stream in streams.values():
+            stream.close()

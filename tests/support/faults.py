@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,3 +100,27 @@ def save(rows: list[dict], extra: dict, name: str) -> Path:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"phases": rows, **extra}, indent=2))
     return out
+
+
+@contextmanager
+def refusing(container, port: int):
+    """The container refuses TCP connections to `port` (a reset, so nothing sent meanwhile is
+    delivered late, as a paused node would), by a rule in its own network namespace."""
+    container.reload()
+    rule = [
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        str(port),
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ]
+    netns = ["nsenter", "-t", str(container.attrs["State"]["Pid"]), "-n", "iptables"]
+    subprocess.run([*netns, "-I", *rule], check=True, capture_output=True, timeout=30)
+    try:
+        yield
+    finally:
+        subprocess.run([*netns, "-D", *rule], check=True, capture_output=True, timeout=30)

@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from gripcontrol import HttpStreamFormat
 from prometheus_client import REGISTRY
+from pubcontrol import Item
 
 from realtime import metrics as app_metrics
 from realtime.cluster import NodeSender, PublishError, PushpinCluster
@@ -519,3 +521,105 @@ def test_a_burst_of_big_items_goes_in_bodies_pushpin_accepts(stalled_node):
     )
     too_big = [size for size in stalled_node.bodies if size > Node.MAX_BODY]
     assert not too_big, f"expected no body above {Node.MAX_BODY} bytes, got {too_big}"
+
+
+# -- The resync after a channel goes quiet (realtime.resync) ---------------------------------
+
+
+def event(channel: str, n: int) -> dict:
+    """An event as django-eventstream publishes it (gripcontrol's export: formats in the item)."""
+    stream = HttpStreamFormat(f"id: %I\ndata: {n}\n\n", content_filters=["build-id"])
+    return {**Item(stream, id=str(n), prev_id=str(n - 1)).export(), "channel": channel}
+
+
+def resyncs(node: Node) -> list[dict]:
+    stream = [item.get("formats", {}).get("http-stream", {}) for item in node.items]
+    return [item for item, s in zip(node.items, stream, strict=True) if s.get("content") == ":\n\n"]
+
+
+def test_a_quiet_channel_gets_its_last_id_published_again(node):
+    newest = {"events-a": "3", "events-b": "7"}
+    cluster = PushpinCluster([node.url], resync_delay=0.3, current_id=newest.get)
+    cluster.publish_items([event("events-a", 1), event("events-a", 2)])
+    cluster.publish_items([event("events-b", 7), event("events-a", 3)])
+    time.sleep(0.15)
+    assert not resyncs(node), "a resync went out before the channel was quiet for the delay"
+    wait_until(lambda: len(resyncs(node)) == 2, what="one resync per quiet channel")
+    by_channel = {item["channel"]: item for item in resyncs(node)}
+    # prev-id = id = the newest event: a current stream takes it (a comment), one behind asks.
+    assert by_channel["events-a"] == {
+        "channel": "events-a",
+        "id": "3",
+        "prev-id": "3",
+        "formats": {"http-stream": {"content": ":\n\n", "content-filters": ["build-id"]}},
+    }
+    assert by_channel["events-b"]["id"] == by_channel["events-b"]["prev-id"] == "7"
+    time.sleep(0.5)
+    assert len(resyncs(node)) == 2, "the resync was itself resynced, or sent twice"
+    assert cluster.resync.sent == 2
+
+
+def test_a_channel_publishing_faster_than_the_delay_gets_no_resync_until_it_stops(node):
+    cluster = PushpinCluster([node.url], resync_delay=0.4, current_id=lambda _: "10")
+    for n in range(1, 11):
+        cluster.publish_items([event("events-busy", n)])
+        time.sleep(0.1)
+    assert not resyncs(node), "a channel publishing every 0.1 s got a resync"
+    wait_until(lambda: resyncs(node), what="the resync once the channel went quiet")
+    assert [item["id"] for item in resyncs(node)] == ["10"]
+
+
+def test_no_resync_when_another_process_published_the_newest_event(node):
+    """Its id would be older than what the nodes have: every current stream would ask the app."""
+    cluster = PushpinCluster([node.url], resync_delay=0.1, current_id=lambda _: "9")
+    cluster.publish_items([event("events-shared", 5)])
+    wait_until(lambda: cluster.resync.skipped == 1, what="the resync skipped")
+    time.sleep(0.2)
+    assert not resyncs(node) and cluster.resync.sent == 0
+
+
+def test_only_stored_events_are_resynced(node):
+    """No id (an unstored publish), a channel with no stored ids (user channels: None), a close."""
+    cluster = PushpinCluster([node.url], resync_delay=0.1, current_id={"events-x": "1"}.get)
+    close = {**event("events-x", 1), "http-stream": {"action": "close"}}
+    user = {**event("user-1", 2), "id": "kick-2", "prev-id": "kick-1"}
+    cluster.publish_items([ITEM, close, user])
+    time.sleep(0.4)
+    assert not resyncs(node)
+    assert cluster.resync.skipped == 1  # the user channel: looked up, not ours
+
+
+def test_finish_sends_pending_resyncs_now_or_on_schedule(node):
+    cluster = PushpinCluster([node.url], resync_delay=30, current_id=lambda _: "1")
+    cluster.publish_items([event("events-exit", 1)])
+    assert cluster.finish(timeout=5)
+    assert [item["id"] for item in resyncs(node)] == ["1"], "an exiting process dropped it"
+
+    cluster = PushpinCluster([node.url], resync_delay=0.5, current_id=lambda _: "2")
+    cluster.publish_items([event("events-exit", 2)])
+    started = time.monotonic()
+    assert cluster.finish(timeout=5, resync_on_schedule=True)
+    assert time.monotonic() - started >= 0.45, "on schedule means at its due time, not at once"
+    assert [item["id"] for item in resyncs(node)] == ["1", "2"]
+
+
+def test_resync_is_off_for_a_zero_delay_and_without_stored_ids(node):
+    assert PushpinCluster([node.url], resync_delay=0, current_id=lambda _: "1").resync is None
+    assert PushpinCluster([node.url], resync_delay=3).resync is None
+
+
+def test_a_failing_look_up_costs_that_resync_not_the_thread(node, caplog):
+    answers = iter([RuntimeError("database down"), "2"])
+
+    def current_id(_channel):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    cluster = PushpinCluster([node.url], resync_delay=0.1, current_id=current_id)
+    cluster.publish_items([event("events-flaky", 1)])
+    wait_until(lambda: "resync of 1 channel(s) failed" in caplog.text, what="the failure logged")
+    cluster.publish_items([event("events-flaky", 2)])
+    wait_until(lambda: resyncs(node), what="the next resync, from the same thread")
+    assert [item["id"] for item in resyncs(node)] == ["2"]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from . import conf, metrics
+from .resync import ChannelResync
 
 logger = logging.getLogger(__name__)
 
@@ -294,6 +295,8 @@ class PushpinCluster:
         resolve_ttl: float = 1.0,
         queue_size: int = QUEUE_SIZE,
         queue_bytes: int = QUEUE_BYTES,
+        resync_delay: float = 0,
+        current_id: Callable[[str], str | None] | None = None,
     ):
         if not control_urls:
             raise ValueError("no Pushpin control URL configured (PUSHPIN_CONTROL_URLS)")
@@ -314,6 +317,12 @@ class PushpinCluster:
         self._resolving = False  # one look-up at a time
         self._lock = threading.Lock()
         self._resolved_cond = threading.Condition(self._lock)
+        # Off without a way to read a channel's newest id (see resync.py).
+        self.resync = (
+            ChannelResync(self._publish_resync, resync_delay, current_id)
+            if resync_delay > 0 and current_id is not None
+            else None
+        )
 
     @staticmethod
     def _parse(url: str) -> tuple[str, int]:
@@ -458,6 +467,14 @@ class PushpinCluster:
 
     def publish_items(self, items: list[dict], blocking: bool = True) -> list[NodeResult]:
         """Queue items for every node; with ``blocking``, wait for and check every node's answer."""
+        if self.resync is not None:  # even if no node takes them now: the resync may reach one
+            self.resync.seen(items)
+        return self._publish_items(items, blocking)
+
+    def _publish_resync(self, items: list[dict]) -> None:
+        self._publish_items(items, blocking=False)
+
+    def _publish_items(self, items: list[dict], blocking: bool) -> list[NodeResult]:
         addrs = self._resolve()
         if not addrs:
             hosts = ", ".join(h for h, _ in self.targets)
@@ -508,8 +525,11 @@ class PushpinCluster:
         if callback is not None:
             callback(True, "")
 
-    def finish(self, timeout: float | None = None) -> bool:
-        """Wait until every queued item was sent or failed; call before a process exits."""
+    def finish(self, timeout: float | None = None, resync_on_schedule: bool = False) -> bool:
+        """Wait until every queued item was sent or failed; call before a process exits.
+        Pending resyncs are sent first: at once, or each when due (``resync_on_schedule``)."""
+        if self.resync is not None:
+            self.resync.flush(on_schedule=resync_on_schedule)
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout * 4 + 1)
         while time.monotonic() < deadline:
             with self._lock:

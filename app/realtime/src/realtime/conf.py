@@ -207,6 +207,17 @@ SETTINGS = [
         minimum=65536,
     ),
     Setting(
+        "PUSHPIN_RESYNC_SECONDS",
+        "3",
+        "a channel quiet this long after its last publish gets that event's id published again "
+        "(an SSE comment), so that a stream that missed the last event (its node missed the "
+        "publish, or its answer raced it) fetches it now rather than at the next event; 0: off. "
+        "A channel publishing more often never gets one",
+        kind="float",
+        minimum=0,
+        maximum=60,
+    ),
+    Setting(
         "PUSHPIN_METRICS_PORT",
         "9810",
         "each Pushpin node's metrics port "

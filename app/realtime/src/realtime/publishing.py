@@ -8,6 +8,7 @@ reach every Pushpin node, with no change to the calling code.
 import atexit
 import os
 import threading
+from urllib.parse import unquote
 
 import django_grip
 from django.conf import settings
@@ -32,9 +33,31 @@ def get_cluster() -> PushpinCluster:
             if settings.GRIP_URL:
                 _cluster = HostedGripPublisher(settings.GRIP_URL, **limits)
             else:
-                _cluster = PushpinCluster(settings.PUSHPIN_CONTROL_URLS, **limits)
+                _cluster = PushpinCluster(
+                    settings.PUSHPIN_CONTROL_URLS,
+                    resync_delay=settings.PUSHPIN_RESYNC_SECONDS,
+                    current_id=stored_id,
+                    **limits,
+                )
             _cluster_pid = os.getpid()
         return _cluster
+
+
+def stored_id(pushpin_channel: str) -> str | None:
+    """The newest stored event id of the channel django-eventstream publishes as
+    `pushpin_channel` (None for its other channels: user channels have no stored events)."""
+    from django.db import connection
+    from django_eventstream.eventstream import get_storage
+
+    prefix = f"{getattr(settings, 'GRIP_PREFIX', '')}events-"
+    storage = get_storage()
+    if storage is None or not pushpin_channel.startswith(prefix):
+        return None
+    try:
+        return str(storage.get_current_id(unquote(pushpin_channel[len(prefix) :])))
+    finally:
+        if threading.current_thread().name == "pushpin-resync":
+            connection.close()  # that thread's own connection: not held between resyncs
 
 
 class _LazyCluster:

@@ -94,6 +94,7 @@ def configure(settings: dict, environ=None) -> None:
         "PUSHPIN_PUBLISH_TIMEOUT",
         "PUSHPIN_PUBLISH_QUEUE_SIZE",
         "PUSHPIN_PUBLISH_QUEUE_BYTES",
+        "PUSHPIN_RESYNC_SECONDS",
         "PUSHPIN_METRICS_PORT",
         "GRIP_URL",
         "REALTIME_MAX_EVENT_BYTES",

@@ -62,7 +62,8 @@ class Command(BaseCommand):
                 logger.info("probe_publish: %d events on %s", seq, channel)
         elapsed = time.monotonic() - started
         cluster = get_cluster()
-        drained = cluster.finish(timeout=cluster.timeout * 4 + 5)
+        # Resyncs on schedule, as the long-lived publisher the probe stands for would send them.
+        drained = cluster.finish(timeout=cluster.timeout * 4 + 5, resync_on_schedule=True)
         summary = {
             "channel": channel,
             "published": seq,
@@ -73,6 +74,7 @@ class Command(BaseCommand):
             "drained": drained,
             "node_departures": cluster.node_departures,
             "resolve_failures": cluster.resolve_failures,
+            "resyncs": cluster.resync.sent if cluster.resync else 0,
             "nodes": {
                 name: {"published": s.published, "failed": s.failed, "last_error": s.last_error}
                 for name, s in sorted(cluster.stats.items())
