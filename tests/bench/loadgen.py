@@ -42,6 +42,10 @@ class Counters:
     ended_at: list[float] = field(default_factory=list)
     back_at: list[float] = field(default_factory=list)  # first event after a reconnect
     resumed: int = 0
+    # per stream (as seqs): [what, wall clock, last seq seen], what: "opened" (first), "ended",
+    # "reopened", "back"
+    history: list[list[list]] = field(default_factory=list)
+    comments: int = 0  # SSE comments: the publisher's resyncs (realtime/resync.py)
 
     def fail(self, reason: str) -> None:
         self.failed += 1
@@ -131,8 +135,10 @@ async def follow(
     counters.connect_s.append(time.monotonic() - started)
     counters.opened_at.append(time.time())
     seqs: list[int] = []
+    history: list[list] = [["opened", time.time(), 0]]
     if resume:
         counters.seqs.append(seqs)
+        counters.history.append(history)
     wait_s, last_id, reconnected = 3.0, None, False
     while True:
         reader, writer, chunked = opened
@@ -147,6 +153,9 @@ async def follow(
                     if b"event: keep-alive" in event:
                         counters.keepalives += 1
                         continue
+                    if event.startswith(b":"):
+                        counters.comments += 1
+                        continue
                     if found := RETRY.search(event):
                         wait_s = int(found.group(1)) / 1000
                     if found := EVENT_ID.search(event):
@@ -159,6 +168,7 @@ async def follow(
                             seqs.append(int(seq.group(1)))
                             if reconnected:
                                 counters.back_at.append(now)
+                                history.append(["back", now, seqs[-1]])
                                 reconnected = False
             return
         except (OSError, asyncio.IncompleteReadError):
@@ -171,12 +181,16 @@ async def follow(
             writer.close()
         # As a browser: after the stream's retry time, from the last id it saw.
         counters.ended_at.append(time.time())
+        if resume:
+            history.append(["ended", time.time(), seqs[-1] if seqs else 0])
         await asyncio.sleep(wait_s)
         if last_id:
             headers["Last-Event-ID"] = last_id
         opened = await connect({**target, "headers": headers}, counters, timeout, retry=True)
         counters.resumed += 1
         reconnected = True
+        if resume:
+            history.append(["reopened", time.time(), seqs[-1] if seqs else 0])
 
 
 async def run_worker(conn, target: dict) -> None:
@@ -228,6 +242,7 @@ async def run_worker(conn, target: dict) -> None:
                 "open_now": sum(1 for t in tasks if not t.done()),
                 "events": counters.events,
                 "keepalives": counters.keepalives,
+                "comments": counters.comments,
                 "cpu_s": usage.ru_utime + usage.ru_stime,
             }
             if command.get("samples"):
@@ -239,6 +254,7 @@ async def run_worker(conn, target: dict) -> None:
                 report["ended_at"] = counters.ended_at
                 report["back_at"] = counters.back_at
                 report["resumed"] = counters.resumed
+                report["history"] = counters.history
             if command.get("reset_samples"):
                 counters.latency_s, counters.events = [], 0
             conn.send(report)

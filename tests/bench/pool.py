@@ -70,7 +70,7 @@ class LoadPool:
             "processes": len(reports),
             "cpu_s_per_process": [round(r["cpu_s"], 2) for r in reports],
         }
-        for key in ("opened", "failed", "dropped", "open_now", "events", "keepalives"):
+        for key in ("opened", "failed", "dropped", "open_now", "events", "keepalives", "comments"):
             total[key] = sum(r[key] for r in reports)
         failures: dict[str, int] = {}
         for r in reports:
@@ -83,17 +83,20 @@ class LoadPool:
             total["opened_at"] = sorted(x for r in reports for x in r["opened_at"])
         if streams:
             total["seqs"] = [seqs for r in reports for seqs in r["seqs"]]
+            total["history"] = [h for r in reports for h in r["history"]]
             total["ended_at"] = sorted(x for r in reports for x in r["ended_at"])
             total["back_at"] = sorted(x for r in reports for x in r["back_at"])
             total["resumed"] = sum(r["resumed"] for r in reports)
         return total
 
-    def wait_open(self, count: int, timeout: float) -> dict:
-        """Wait until `count` streams are open (or have failed); the last report."""
+    def wait_open(self, count: int, timeout: float, retrying: bool = False) -> dict:
+        """Wait until `count` streams are open (or have failed, unless they are `retrying`:
+        then until they are all open); the last report."""
         deadline = time.monotonic() + timeout
         while True:
             report = self.report()
-            if report["opened"] + report["failed"] >= count or time.monotonic() > deadline:
+            done = report["opened"] + (0 if retrying else report["failed"])
+            if done >= count or time.monotonic() > deadline:
                 return report
             time.sleep(0.5)
 

@@ -201,7 +201,10 @@ def storm_section(storm: dict) -> list[str]:
         "## Reconnect storm (a node holding half the viewers killed while events flow)",
         "",
         *table(headers, [row]),
-        f"{storm['published']} events published; each viewer must have every one, once.",
+        f"{storm['published']} events published; each viewer open before the first must have "
+        f"every one, once ({storm.get('opened_late', 0)} opened later, not counted). Viewers "
+        f"missing events: {storm['viewers_missing_events']}; the publisher's resyncs reached "
+        f"streams {storm.get('resync_comments', 0)} times.",
         "",
     ]
 

@@ -298,9 +298,10 @@ def storm(
     count = int(rate * seconds)
     try:
         pool.open(viewers, rate=500, retry=True, resume=True)
-        opened = pool.wait_open(viewers, timeout=viewers / 100 + 120)
+        opened = pool.wait_open(viewers, timeout=viewers / 100 + 120, retrying=True)
         time.sleep(3)  # every stream's subscription in place
         nodes = stack.app_resolves()
+        publishing_at = time.time()
         publisher = stack.probe_publish_background(channel, rate, count)
         # A third of the way in as the viewers see it: the publisher (a `docker exec`, Django's
         # start) may take seconds to begin, and a kill before its first event measures nothing.
@@ -315,18 +316,34 @@ def storm(
         summary = publisher.result()
         if len(summary["nodes"]) < len(nodes):  # the figures would measure the bench, not the kit
             raise RuntimeError(f"the publisher reached {summary['nodes']}, not every node {nodes}")
+
+        def owed(report: dict) -> list[tuple[list, list]]:
+            # Owed every event: the viewers whose stream was open before the first publish (one
+            # that opened later, as a tab opened later, starts from the events after it).
+            return [
+                (seqs, history)
+                for seqs, history in zip(report["seqs"], report["history"], strict=True)
+                if history[0][1] < publishing_at
+            ]
+
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            report = pool.report(streams=True)
-            complete = sum(1 for s in report["seqs"] if len(set(s)) >= count)
-            if complete >= len(report["seqs"]):
+            streams = owed(pool.report(streams=True))
+            if all(len(set(seqs)) >= count for seqs, _ in streams):
                 break
             time.sleep(1)
         report = pool.report(streams=True)
         victim.start()
         ended = [t for t in report["ended_at"] if t >= killed_at]
         back = [t for t in report["back_at"] if t >= killed_at]
-        missing = [sorted(set(range(1, count + 1)) - set(s)) for s in report["seqs"]]
+        streams = owed(report)
+        missing = [sorted(set(range(1, count + 1)) - set(s)) for s, _ in streams]
+        # What became of viewers left short: when their stream ended, reopened, came back.
+        short = [
+            {"missing": m[:10], "got": len(s), "history": h}
+            for m, (s, h) in zip(missing, streams, strict=True)
+            if m
+        ]
         lost = sum(len(m) for m in missing)
         duplicated = sum(len(s) - len(set(s)) for s in report["seqs"])
         recovered_s = round(max(back) - killed_at, 1) if back else None
@@ -336,6 +353,7 @@ def storm(
             "target": target.name,
             "viewers": viewers,
             "opened": opened["opened"],
+            "opened_late": len(report["seqs"]) - len(streams),
             "published": summary["published"],
             "dropped_by_the_kill": len(ended),
             "back": len(back),
@@ -343,6 +361,11 @@ def storm(
             "lost": lost,
             "viewers_missing_events": sum(1 for m in missing if m),
             "missing_sample": [m[:10] for m in missing if m][:5],
+            "short_sample": [
+                {**v, "history": [[w, round(t - killed_at, 1), n] for w, t, n in v["history"]]}
+                for v in short[:5]
+            ],
+            "resync_comments": report["comments"],
             "duplicated": duplicated,
             "refusals": report["failures"],
             # Per node: published, failed and (when one failed) the last failure's reason.

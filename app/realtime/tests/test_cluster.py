@@ -20,6 +20,7 @@ from pubcontrol import Item
 
 from realtime import metrics as app_metrics
 from realtime.cluster import NodeSender, PublishError, PushpinCluster
+from realtime.resync import ChannelResync
 
 ITEM = {"channel": "probe-cluster", "formats": {"http-stream": {"content": "data: x\n\n"}}}
 BIG = {"channel": "probe-big", "formats": {"http-stream": {"content": f"data: {'x' * 65536}\n\n"}}}
@@ -623,3 +624,18 @@ def test_a_failing_look_up_costs_that_resync_not_the_thread(node, caplog):
     cluster.publish_items([event("events-flaky", 2)])
     wait_until(lambda: resyncs(node), what="the next resync, from the same thread")
     assert [item["id"] for item in resyncs(node)] == ["2"]
+
+
+def test_a_resync_a_node_did_not_take_is_tried_again_a_bounded_number_of_times(node):
+    """The node that failed a publish is the one whose streams need the resync most."""
+    down = refused_url()
+    cluster = PushpinCluster(
+        [node.url, down], timeout=2, resync_delay=0.05, current_id=lambda _: "4"
+    )
+    cluster.publish_items([event("events-retry", 4)], blocking=False)
+    attempts = ChannelResync.ATTEMPTS
+    wait_until(lambda: cluster.resync.failed == attempts, what=f"{attempts} failed attempts")
+    time.sleep(0.3)
+    assert cluster.resync.failed == attempts and cluster.resync.sent == 0, "not bounded"
+    assert [item["id"] for item in resyncs(node)] == ["4"] * attempts
+    cluster.finish(timeout=5, resync_on_schedule=True)  # nothing left: returns at once

@@ -471,8 +471,14 @@ class PushpinCluster:
             self.resync.seen(items)
         return self._publish_items(items, blocking)
 
-    def _publish_resync(self, items: list[dict]) -> None:
-        self._publish_items(items, blocking=False)
+    def _publish_resync(self, items: list[dict]) -> bool:
+        # Waits for every node's answer (on the resync thread, or at exit): a node that did
+        # not take it gets it again later.
+        try:
+            self._publish_items(items, blocking=True)
+        except PublishError:
+            return False
+        return True
 
     def _publish_items(self, items: list[dict], blocking: bool) -> list[NodeResult]:
         addrs = self._resolve()

@@ -51,20 +51,27 @@ def _is_stored_event(item: dict) -> bool:
 
 
 class ChannelResync:
-    """Schedules one resync item per channel, `delay` seconds after its last publish here."""
+    """Schedules one resync item per channel, `delay` seconds after its last publish here; one
+    that does not reach every node (a node slow or down: the very case it repairs) is tried
+    again `delay` later, up to ATTEMPTS times, unless a newer publish on the channel took over."""
+
+    ATTEMPTS = 5
 
     def __init__(
         self,
-        publish: Callable[[list[dict]], object],
+        publish: Callable[[list[dict]], bool],
         delay: float,
         current_id: Callable[[str], str | None],
     ):
-        self._publish = publish  # queues items for every node, without waiting
+        self._publish = publish  # sends items to every node; whether every node took them
         self.delay = delay
         self._current_id = current_id  # the channel's newest stored id, or None: not ours to sync
-        self.sent = 0  # resync items queued
+        self.sent = 0  # resync items every node took
+        self.failed = 0  # resync items some node did not take (each attempt)
         self.skipped = 0  # due, but another process published the channel's newest event
-        self._pending: dict[str, tuple[float, dict]] = {}  # channel -> (due, last item)
+        # channel -> (due, its last item, attempts made)
+        self._pending: dict[str, tuple[float, dict, int]] = {}
+        self._sending = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -74,27 +81,24 @@ class ChannelResync:
         with self._cond:
             for item in items:
                 if _is_stored_event(item):
-                    self._pending[item["channel"]] = (due, item)
+                    self._pending[item["channel"]] = (due, item, 0)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="pushpin-resync", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            self._cond.notify_all()
 
-    def flush(self, on_schedule: bool = False) -> None:
-        """Send every pending resync: now, or (``on_schedule``) each at its due time, as a
-        process that stayed up would. Called before a process exits."""
-        while True:
-            with self._cond:
-                if not self._pending:
-                    return
-                wait = max(d for d, _ in self._pending.values()) - time.monotonic()
-                if not on_schedule or wait <= 0:
-                    due, self._pending = self._pending, {}
-                    break
-                self._cond.wait(wait)
-        self._send([item for _, item in due.values()])
+    def flush(self, on_schedule: bool = False, timeout: float = 60) -> None:
+        """Before a process exits: send every pending resync at once (one attempt), or with
+        ``on_schedule`` wait (up to `timeout`) until they went out as in a process that stays
+        up, retries included."""
+        with self._cond:
+            if on_schedule:
+                self._cond.wait_for(lambda: not self._pending and not self._sending, timeout)
+                return
+            due, self._pending = self._pending, {}
+        self._send([entry for _, *entry in due.values()], retry=False)
 
     def _run(self) -> None:
         while True:
@@ -102,21 +106,26 @@ class ChannelResync:
                 while not self._pending:
                     self._cond.wait()
                 now = time.monotonic()
-                first = min(d for d, _ in self._pending.values())
+                first = min(d for d, _, _ in self._pending.values())
                 if first > now:
                     self._cond.wait(first - now)
                     continue
-                due = [item for d, item in self._pending.values() if d <= now]
-                for item in due:
+                due = [(item, n) for d, item, n in self._pending.values() if d <= now]
+                for item, _ in due:
                     del self._pending[item["channel"]]
+                self._sending = True
             try:
-                self._send(due)
+                self._send(due, retry=True)
             except Exception:  # a failed look-up costs these resyncs, never the thread
                 logger.exception("resync of %d channel(s) failed", len(due))
+            finally:
+                with self._cond:
+                    self._sending = False
+                    self._cond.notify_all()
 
-    def _send(self, items: list[dict]) -> None:
-        out = []
-        for item in items:
+    def _send(self, due: list[tuple[dict, int]], retry: bool) -> None:
+        out, sent = [], []
+        for item, attempts in due:
             if self._current_id(item["channel"]) != item["id"]:
                 self.skipped += 1
                 continue
@@ -131,6 +140,17 @@ class ChannelResync:
                     "formats": {"http-stream": stream},
                 }
             )
-        if out:
-            self._publish(out)
+            sent.append((item, attempts + 1))
+        if not out:
+            return
+        if self._publish(out):
             self.sent += len(out)
+            return
+        self.failed += len(out)  # the publisher logged and counted it per node
+        if not retry:
+            return
+        again = time.monotonic() + self.delay
+        with self._cond:
+            for item, attempts in sent:
+                if attempts < self.ATTEMPTS and item["channel"] not in self._pending:
+                    self._pending[item["channel"]] = (again, item, attempts)

@@ -75,6 +75,7 @@ class Command(BaseCommand):
             "node_departures": cluster.node_departures,
             "resolve_failures": cluster.resolve_failures,
             "resyncs": cluster.resync.sent if cluster.resync else 0,
+            "resyncs_failed": cluster.resync.failed if cluster.resync else 0,
             "nodes": {
                 name: {"published": s.published, "failed": s.failed, "last_error": s.last_error}
                 for name, s in sorted(cluster.stats.items())
