@@ -12,7 +12,8 @@ Each node has its own sender thread and bounded queue. A slow or dead node costs
 timeout and a logged, counted failure; it never delays the other nodes nor stalls the publisher.
 Events are stored before they are published, so a client of a node that missed a publish gets
 the event on reconnect (Last-Event-ID), and Pushpin itself asks the app for what it missed when
-the next publish's prev-id does not match.
+the next publish's prev-id does not match — or, after a channel's last event, the resync's
+(resync.py).
 """
 
 from __future__ import annotations
