@@ -49,6 +49,8 @@ def stored_id(pushpin_channel: str) -> str | None:
     from django.db import connection
     from django_eventstream.eventstream import get_storage
 
+    # django-eventstream names a channel's Pushpin channel "events-" + quote(name)
+    # (django_eventstream.utils.publish_event), after django-grip's GRIP_PREFIX.
     prefix = f"{getattr(settings, 'GRIP_PREFIX', '')}events-"
     storage = get_storage()
     if storage is None or not pushpin_channel.startswith(prefix):
