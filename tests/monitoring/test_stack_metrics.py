@@ -94,6 +94,12 @@ def test_every_endpoint_counts_what_happened(monitored):
         assert failed == total(before["app"], "rtdash_pushpin_publish_failures_total", node=node)
         requests_ = total(after["app"], "rtdash_pushpin_publish_seconds_count", node=node)
         assert requests_ > total(before["app"], "rtdash_pushpin_publish_seconds_count", node=node)
+    resyncs = {
+        outcome: total(after["app"], "rtdash_pushpin_resyncs_total", outcome=outcome)
+        - total(before["app"], "rtdash_pushpin_resyncs_total", outcome=outcome)
+        for outcome in ("sent", "failed", "skipped")
+    }
+    assert resyncs == {"sent": RESYNC, "failed": 0, "skipped": 0}, resyncs
     # The ticker publishes to both nodes too, on its own endpoint.
     ticker = monitored.scrape("ticker", PORTS["ticker"])
     ticker_counts = by_label(ticker, "rtdash_pushpin_published_total", "node")
@@ -334,9 +340,14 @@ def test_a_hung_node_counts_publish_failures(monitored):
     nodes = node_names(monitored)
     victim = stack.containers("pushpin")[0]
     node = nodes[victim.name]
-    before = by_label(
-        monitored.scrape("app", 9808), "rtdash_pushpin_publish_failures_total", "node"
-    )
+    # increase() needs a sample from before the failures: the node's series, at 0, scraped first
+    # (whatever ran before this test).
+    publish_from_the_app(stack, f"probe-hung-{uuid.uuid4().hex[:6]}", 1)
+    series = f'rtdash_pushpin_publish_failures_total{{job="app", node="{node}"}}'
+    monitored.wait_query(series, bool, 30, f"Prometheus to have scraped {series}")
+    scraped = monitored.scrape("app", 9808)
+    before = by_label(scraped, "rtdash_pushpin_publish_failures_total", "node")
+    resyncs_before = by_label(scraped, "rtdash_pushpin_resyncs_total", "outcome")
     victim.pause()
     try:
         # Asynchronous, as app code publishes: queued for every node, each with its timeout.
@@ -348,6 +359,10 @@ def test_a_hung_node_counts_publish_failures(monitored):
     failed = {n: after.get(n, 0) - before.get(n, 0) for n in nodes.values()}
     expected = {n: 3 + RESYNC if n == node else 0 for n in nodes.values()}
     assert failed == expected, f"expected failed items {expected} (hung: {node}), got {failed}"
+    # The process's resync at exit did not reach the hung node: counted as failed once.
+    resyncs = by_label(app, "rtdash_pushpin_resyncs_total", "outcome")
+    failed_resyncs = resyncs.get("failed", 0) - resyncs_before.get("failed", 0)
+    assert failed_resyncs == RESYNC, f"expected {RESYNC} failed resync, counted {failed_resyncs}"
     monitored.wait_query(
         f'increase(rtdash_pushpin_publish_failures_total{{job="app", node="{node}"}}[1m])',
         lambda r: r and float(r[0]["value"][1]) > 0,

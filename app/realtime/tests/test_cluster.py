@@ -540,6 +540,7 @@ def resyncs(node: Node) -> list[dict]:
 
 def test_a_quiet_channel_gets_its_last_id_published_again(node):
     newest = {"events-a": "3", "events-b": "7"}
+    sent_before = metric("rtdash_pushpin_resyncs_total", outcome="sent")
     cluster = PushpinCluster([node.url], resync_delay=0.3, current_id=newest.get)
     cluster.publish_items([event("events-a", 1), event("events-a", 2)])
     cluster.publish_items([event("events-b", 7), event("events-a", 3)])
@@ -558,6 +559,7 @@ def test_a_quiet_channel_gets_its_last_id_published_again(node):
     time.sleep(0.5)
     assert len(resyncs(node)) == 2, "the resync was itself resynced, or sent twice"
     assert cluster.resync.sent == 2
+    assert metric("rtdash_pushpin_resyncs_total", outcome="sent") - sent_before == 2
 
 
 def test_a_channel_publishing_faster_than_the_delay_gets_no_resync_until_it_stops(node):
@@ -572,11 +574,13 @@ def test_a_channel_publishing_faster_than_the_delay_gets_no_resync_until_it_stop
 
 def test_no_resync_when_another_process_published_the_newest_event(node):
     """Its id would be older than what the nodes have: every current stream would ask the app."""
+    skipped_before = metric("rtdash_pushpin_resyncs_total", outcome="skipped")
     cluster = PushpinCluster([node.url], resync_delay=0.1, current_id=lambda _: "9")
     cluster.publish_items([event("events-shared", 5)])
     wait_until(lambda: cluster.resync.skipped == 1, what="the resync skipped")
     time.sleep(0.2)
     assert not resyncs(node) and cluster.resync.sent == 0
+    assert metric("rtdash_pushpin_resyncs_total", outcome="skipped") - skipped_before == 1
 
 
 def test_only_stored_events_are_resynced(node):
@@ -629,6 +633,7 @@ def test_a_failing_look_up_costs_that_resync_not_the_thread(node, caplog):
 def test_a_resync_a_node_did_not_take_is_tried_again_a_bounded_number_of_times(node):
     """The node that failed a publish is the one whose streams need the resync most."""
     down = refused_url()
+    failed_before = metric("rtdash_pushpin_resyncs_total", outcome="failed")
     cluster = PushpinCluster(
         [node.url, down], timeout=2, resync_delay=0.05, current_id=lambda _: "4"
     )
@@ -638,4 +643,5 @@ def test_a_resync_a_node_did_not_take_is_tried_again_a_bounded_number_of_times(n
     time.sleep(0.3)
     assert cluster.resync.failed == attempts and cluster.resync.sent == 0, "not bounded"
     assert [item["id"] for item in resyncs(node)] == ["4"] * attempts
+    assert metric("rtdash_pushpin_resyncs_total", outcome="failed") - failed_before == attempts
     cluster.finish(timeout=5, resync_on_schedule=True)  # nothing left: returns at once

@@ -42,6 +42,12 @@ PUBLISH_SECONDS = Histogram(
     ["node"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+RESYNCS = Counter(
+    "rtdash_pushpin_resyncs",
+    "Resyncs of a quiet channel's newest event (resync.py): sent (every node took it), failed "
+    "(a node did not; tried again), skipped (another process published the channel since)",
+    ["outcome"],
+)
 NODE_DEPARTURES = Counter(
     "rtdash_pushpin_node_departures",
     "Pushpin nodes that stopped resolving (stopped, removed or replaced)",

@@ -32,6 +32,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 COMMENT = ":\n\n"
@@ -69,6 +71,8 @@ class ChannelResync:
         self.sent = 0  # resync items every node took
         self.failed = 0  # resync items some node did not take (each attempt)
         self.skipped = 0  # due, but another process published the channel's newest event
+        for outcome in ("sent", "failed", "skipped"):  # series at 0, so that rate() sees the first
+            metrics.RESYNCS.labels(outcome)
         # channel -> (due, its last item, attempts made)
         self._pending: dict[str, tuple[float, dict, int]] = {}
         self._sending = False
@@ -128,6 +132,7 @@ class ChannelResync:
         for item, attempts in due:
             if self._current_id(item["channel"]) != item["id"]:
                 self.skipped += 1
+                metrics.RESYNCS.labels("skipped").inc()
                 continue
             stream = {"content": COMMENT}
             if filters := _stream_format(item).get("content-filters"):
@@ -145,8 +150,10 @@ class ChannelResync:
             return
         if self._publish(out):
             self.sent += len(out)
+            metrics.RESYNCS.labels("sent").inc(len(out))
             return
         self.failed += len(out)  # the publisher logged and counted it per node
+        metrics.RESYNCS.labels("failed").inc(len(out))
         if not retry:
             return
         again = time.monotonic() + self.delay
