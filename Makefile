@@ -114,7 +114,7 @@ test-fast: venv ## Unit tests of the app, the real-time package and the config r
 
 test: venv ## Run every test (starts real stacks, hosts and a browser)
 	@compose/prepare-host.sh --with-browser
-	@$(BIN)/pytest $(PYTEST_ARGS)
+	@$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # The suite tests/verify/check_*.py (README "Verify a deployment"): changes nothing, publishes
 # on probe-* channels only; no cache directory left behind. PYTEST_ARGS: e.g. --junitxml=FILE.

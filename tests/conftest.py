@@ -2,6 +2,7 @@ import os
 
 import docker
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from support.stack import REPO, new_stack, run
 
@@ -11,6 +12,26 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "docker_client" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.docker)
+
+
+# `make test` runs two workers (`-n 2 --dist loadgroup`): the Ansible suite's systemd hosts on
+# one, every other test on the other. The two share nothing (own Docker networks, no published
+# port) and the hosts' playbook runs mostly wait on `docker exec`, so the suite takes about as
+# long as its longer half instead of the sum. The stacks stay together: they share session
+# fixtures (`make images`, the `stack`). The groups are named here, by module: xdist 3.8's own
+# loadgroup tags a test by rewriting item._nodeid, which pytest 9.2's nodes no longer read.
+HOSTS_MODULES = ("tests/ansible/test_deploy.py",)
+
+
+class _HostsApart(LoadScopeScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+        return "hosts" if nodeid.startswith(HOSTS_MODULES) else "stacks"
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") == "loadgroup":
+        return _HostsApart(config, log)
+    return None  # xdist's own scheduler (`make test-fast`: -n 2, load)
 
 
 @pytest.fixture(scope="session")
