@@ -112,6 +112,7 @@ test-fast: venv ## Unit tests of the app, the real-time package and the config r
 	@$(BIN)/pytest -q -n 2 -m "not slow and not docker" tests/app tests/config tests/k8s \
 		tests/ansible/test_preflight.py tests/ansible/test_argument_specs.py tests/verify $(PYTEST_ARGS)
 
+# Two workers, in the groups tests/conftest.py names (its scheduler for --dist loadgroup).
 test: venv ## Run every test (starts real stacks, hosts and a browser)
 	@compose/prepare-host.sh --with-browser
 	@$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)

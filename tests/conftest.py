@@ -16,10 +16,11 @@ def pytest_collection_modifyitems(items):
 
 # `make test` runs two workers (`-n 2 --dist loadgroup`): the Ansible suite's systemd hosts on
 # one, every other test on the other. The two share nothing (own Docker networks, no published
-# port) and the hosts' playbook runs mostly wait on `docker exec`, so the suite takes about as
-# long as its longer half instead of the sum. The stacks stay together: they share session
-# fixtures (`make images`, the `stack`). The groups are named here, by module: xdist 3.8's own
-# loadgroup tags a test by rewriting item._nodeid, which pytest 9.2's nodes no longer read.
+# port). On 2 cores each half runs slower beside the other (a playbook run 104 s -> 177 s), yet
+# the suite takes about its longer half (25-29 min) instead of the sum (37). The stacks stay
+# together: they share session fixtures (`make images`, the `stack`). The groups are named
+# here, by module: xdist 3.8's own loadgroup tags a test by rewriting item._nodeid, which
+# pytest 9.2's nodes no longer read.
 HOSTS_MODULES = ("tests/ansible/test_deploy.py",)
 
 
